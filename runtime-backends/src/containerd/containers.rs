@@ -1,0 +1,313 @@
+//! Containers and tasks in containerd.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use containerd_client::services::v1 as api;
+use containerd_client::services::v1::snapshots as snap;
+use containerd_client::types::v1::Status as ProcessStatus;
+use prost::Message;
+use prost_types::Any;
+
+use super::{fifo, map_status, now_timestamp, timestamp_nanos, Containerd, RUNTIME, SNAPSHOTTER};
+use crate::{
+    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, Result, TaskExit,
+    TaskStarted, TaskState, TaskStatus, LABEL_MANAGED,
+};
+
+const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+const RESOURCES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+
+/// The one field of the runc shim's `Options` crius sets (wire field 9: `systemd_cgroup`).
+#[derive(Clone, PartialEq, Message)]
+struct RuncOptions {
+    #[prost(bool, tag = "9")]
+    systemd_cgroup: bool,
+}
+
+fn json_any(type_url: &str, value: &impl serde::Serialize) -> Result<Any> {
+    let value = serde_json::to_vec(value)
+        .map_err(|e| BackendError::InvalidArgument(format!("encoding {type_url}: {e}")))?;
+    Ok(Any { type_url: type_url.to_string(), value })
+}
+
+fn task_status(raw: i32) -> TaskStatus {
+    match ProcessStatus::try_from(raw) {
+        Ok(ProcessStatus::Created) => TaskStatus::Created,
+        Ok(ProcessStatus::Running) => TaskStatus::Running,
+        Ok(ProcessStatus::Stopped) => TaskStatus::Stopped,
+        Ok(ProcessStatus::Paused | ProcessStatus::Pausing) => TaskStatus::Paused,
+        _ => TaskStatus::Unknown,
+    }
+}
+
+impl Containerd {
+    pub(crate) async fn create_container_impl(&self, request: CreateContainer) -> Result<()> {
+        let id = request.id.clone();
+        let image = self
+            .image_impl(&request.image_id)
+            .await?
+            .ok_or_else(|| BackendError::NotFound { kind: "image", id: request.image_id.clone() })?;
+        // The rootfs: a writable snapshot on top of the image's unpacked layers.
+        let mut snapshot_labels = HashMap::new();
+        snapshot_labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+        self.snapshots()
+            .prepare(self.req(snap::PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: id.clone(),
+                parent: image.chain_id.clone(),
+                labels: snapshot_labels,
+            }))
+            .await
+            .map_err(|s| map_status(s, "snapshot", &id))?;
+
+        let options = if request.systemd_cgroup {
+            Some(Any {
+                type_url: RUNC_OPTIONS_TYPE.to_string(),
+                value: RuncOptions { systemd_cgroup: true }.encode_to_vec(),
+            })
+        } else {
+            None
+        };
+        let spec = json_any(SPEC_TYPE, &request.spec)?;
+        let mut labels = request.labels.clone();
+        labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+        let container = api::Container {
+            id: id.clone(),
+            labels,
+            image: request.image_name.clone(),
+            runtime: Some(api::container::Runtime { name: RUNTIME.to_string(), options }),
+            spec: Some(spec),
+            snapshotter: SNAPSHOTTER.to_string(),
+            snapshot_key: id.clone(),
+            created_at: Some(now_timestamp()),
+            updated_at: None,
+            extensions: HashMap::new(),
+            sandbox: String::new(),
+        };
+        let created = self
+            .containers()
+            .create(self.req(api::CreateContainerRequest { container: Some(container) }))
+            .await;
+        if let Err(status) = created {
+            self.remove_snapshot(&id).await;
+            return Err(map_status(status, "container", &id));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn list_containers_impl(&self) -> Result<Vec<ContainerRecord>> {
+        let containers = self
+            .containers()
+            .list(self.req(api::ListContainersRequest {
+                filters: vec![format!("labels.\"{LABEL_MANAGED}\"==true")],
+            }))
+            .await
+            .map_err(|s| map_status(s, "containers", ""))?
+            .into_inner()
+            .containers;
+        Ok(containers
+            .into_iter()
+            .map(|c| ContainerRecord {
+                created_at_nanos: timestamp_nanos(c.created_at.as_ref()),
+                id: c.id,
+                labels: c.labels,
+                image_name: c.image,
+            })
+            .collect())
+    }
+
+    pub(crate) async fn remove_container_impl(&self, id: &str) -> Result<()> {
+        // A task must go before its container; a running one is killed first.
+        if let Some(state) = self.task_state_impl(id).await? {
+            if state.status != TaskStatus::Stopped {
+                let _ = self.kill_impl(id, "", 9, true).await;
+                let _ = self.wait_impl(id, "").await;
+            }
+            self.delete_task_impl(id).await?;
+        }
+        match self.containers().delete(self.req(api::DeleteContainerRequest { id: id.to_string() })).await {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(map_status(status, "container", id)),
+        }
+        self.remove_snapshot(id).await;
+        Ok(())
+    }
+
+    pub(crate) async fn start_task_impl(&self, id: &str, io_dir: &Path) -> Result<TaskStarted> {
+        let mounts = self
+            .snapshots()
+            .mounts(self.req(snap::MountsRequest { snapshotter: SNAPSHOTTER.into(), key: id.to_string() }))
+            .await
+            .map_err(|s| map_status(s, "snapshot", id))?
+            .into_inner()
+            .mounts;
+        let set = fifo::paths(io_dir, "", false);
+        let mut fifos = fifo::create(&set)?;
+        let created = self
+            .tasks()
+            .create(self.req(api::CreateTaskRequest {
+                container_id: id.to_string(),
+                rootfs: mounts,
+                stdin: String::new(),
+                stdout: set.stdout.display().to_string(),
+                stderr: set.stderr.display().to_string(),
+                terminal: false,
+                checkpoint: None,
+                options: None,
+                runtime_path: String::new(),
+            }))
+            .await
+            .map_err(|s| map_status(s, "task", id));
+        fifos.release_keepers();
+        let pid = match created {
+            Ok(response) => response.into_inner().pid,
+            Err(e) => {
+                fifo::remove(&set);
+                return Err(e);
+            }
+        };
+        if let Err(status) = self
+            .tasks()
+            .start(self.req(api::StartRequest { container_id: id.to_string(), exec_id: String::new() }))
+            .await
+        {
+            let _ = self.delete_task_impl(id).await;
+            return Err(map_status(status, "task", id));
+        }
+        Ok(TaskStarted { pid, io: fifos.into_task_io() })
+    }
+
+    pub(crate) async fn task_state_impl(&self, id: &str) -> Result<Option<TaskState>> {
+        let response = self
+            .tasks()
+            .get(self.req(api::GetRequest { container_id: id.to_string(), exec_id: String::new() }))
+            .await;
+        match response {
+            Ok(response) => Ok(response.into_inner().process.map(|p| TaskState {
+                pid: p.pid,
+                status: task_status(p.status),
+                exit_code: p.exit_status,
+                exited_at_nanos: timestamp_nanos(p.exited_at.as_ref()),
+            })),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(map_status(status, "task", id)),
+        }
+    }
+
+    pub(crate) async fn kill_impl(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        match self
+            .tasks()
+            .kill(self.req(api::KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all,
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(status) => Err(map_status(status, "task", id)),
+        }
+    }
+
+    pub(crate) async fn delete_task_impl(&self, id: &str) -> Result<Option<TaskExit>> {
+        match self.tasks().delete(self.req(api::DeleteTaskRequest { container_id: id.to_string() })).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(Some(TaskExit {
+                    pid: response.pid,
+                    exit_code: response.exit_status,
+                    exited_at_nanos: timestamp_nanos(response.exited_at.as_ref()),
+                }))
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(map_status(status, "task", id)),
+        }
+    }
+
+    pub(crate) async fn update_resources_impl(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let any = json_any(RESOURCES_TYPE, resources)?;
+        self.tasks()
+            .update(self.req(api::UpdateTaskRequest {
+                container_id: id.to_string(),
+                resources: Some(any),
+                annotations: HashMap::new(),
+            }))
+            .await
+            .map_err(|s| map_status(s, "task", id))?;
+        Ok(())
+    }
+
+    pub(crate) async fn exec_impl(&self, request: ExecRequest) -> Result<ExecIo> {
+        let id = request.container_id.clone();
+        let set = fifo::paths(&request.io_dir, &format!("{}-", request.exec_id), request.stdin);
+        let mut fifos = fifo::create(&set)?;
+        let spec = json_any(PROCESS_TYPE, &request.process)?;
+        let execed = self
+            .tasks()
+            .exec(self.req(api::ExecProcessRequest {
+                container_id: id.clone(),
+                stdin: set.stdin.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                stdout: set.stdout.display().to_string(),
+                stderr: set.stderr.display().to_string(),
+                terminal: false,
+                spec: Some(spec),
+                exec_id: request.exec_id.clone(),
+            }))
+            .await;
+        if let Err(status) = execed {
+            fifos.release_keepers();
+            fifo::remove(&set);
+            return Err(map_status(status, "task", &id));
+        }
+        let started = self
+            .tasks()
+            .start(self.req(api::StartRequest { container_id: id.clone(), exec_id: request.exec_id.clone() }))
+            .await;
+        fifos.release_keepers();
+        // The FIFOs are open on both sides now; their names are no longer needed.
+        fifo::remove(&set);
+        if let Err(status) = started {
+            let _ = self.delete_exec_impl(&id, &request.exec_id).await;
+            return Err(map_status(status, "exec", &request.exec_id));
+        }
+        Ok(ExecIo {
+            stdin: fifos.stdin.take().map(|w| Box::pin(w) as crate::BoxedWriter),
+            stdout: Box::pin(fifos.stdout),
+            stderr: Box::pin(fifos.stderr),
+        })
+    }
+
+    pub(crate) async fn wait_impl(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        let response = self
+            .tasks()
+            .wait(self.req(api::WaitRequest { container_id: id.to_string(), exec_id: exec_id.to_string() }))
+            .await
+            .map_err(|s| map_status(s, "task", id))?
+            .into_inner();
+        Ok(TaskExit { pid: 0, exit_code: response.exit_status, exited_at_nanos: timestamp_nanos(response.exited_at.as_ref()) })
+    }
+
+    pub(crate) async fn delete_exec_impl(&self, id: &str, exec_id: &str) -> Result<()> {
+        match self
+            .tasks()
+            .delete_process(self.req(api::DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(map_status(status, "exec", exec_id)),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The containerd backend: containerd's gRPC API through `containerd-client`.
+//!
+//! Everything crius creates lives in its own containerd namespace (default `crius`), so it
+//! can run beside containerd's built-in CRI (`k8s.io`) on the same daemon.
+
+mod containers;
+mod events;
+mod fifo;
+mod images;
+pub use images::node_architecture;
+mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_client::services::v1 as api;
+use containerd_client::tonic::transport::{Channel, Endpoint};
+use tokio::sync::mpsc;
+use tonic::metadata::MetadataValue;
+use tonic::Request;
+
+use crate::{
+    Backend, BackendError, BackendEvent, CreateContainer, ContainerRecord, EngineVersion, ExecIo,
+    ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted, TaskState,
+};
+
+const ENGINE: &str = "containerd";
+/// The snapshotter crius unpacks images into and prepares rootfs from.
+pub const SNAPSHOTTER: &str = "overlayfs";
+/// The runtime every task runs on.
+pub const RUNTIME: &str = "io.containerd.runc.v2";
+
+/// Settings of the containerd backend.
+#[derive(Debug, Clone)]
+pub struct ContainerdConfig {
+    /// Path of containerd's gRPC socket.
+    pub address: PathBuf,
+    /// The containerd namespace crius's objects live in.
+    pub namespace: String,
+}
+
+/// A containerd backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Containerd {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    channel: Channel,
+    namespace: String,
+    namespace_header: MetadataValue<tonic::metadata::Ascii>,
+    images: images::ImageCache,
+}
+
+impl Containerd {
+    /// Build a client. The connection is made lazily and re-made after containerd restarts,
+    /// so this succeeds even while containerd is down.
+    pub fn new(config: ContainerdConfig) -> Result<Self> {
+        let path = config.address.clone();
+        let endpoint = Endpoint::try_from("http://[::]:0")
+            .map_err(|e| BackendError::InvalidArgument(format!("containerd endpoint: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120));
+        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }));
+        let namespace_header = config.namespace.parse().map_err(|_| {
+            BackendError::InvalidArgument(format!(
+                "containerd namespace {:?} is not a valid header value",
+                config.namespace
+            ))
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                channel,
+                namespace: config.namespace,
+                namespace_header,
+                images: images::ImageCache::default(),
+            }),
+        })
+    }
+
+    /// The containerd namespace in use.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    fn channel(&self) -> Channel {
+        self.inner.channel.clone()
+    }
+
+    /// Wrap a message in a request carrying the namespace header.
+    fn req<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", self.inner.namespace_header.clone());
+        request
+    }
+
+    /// A request that also runs under a lease, so the garbage collector keeps what it makes.
+    fn leased_req<T>(&self, message: T, lease: &str) -> Result<Request<T>> {
+        let mut request = self.req(message);
+        let value = lease
+            .parse()
+            .map_err(|_| BackendError::InvalidArgument(format!("lease id {lease:?}")))?;
+        request.metadata_mut().insert("containerd-lease", value);
+        Ok(request)
+    }
+
+    fn containers(&self) -> api::containers_client::ContainersClient<Channel> {
+        api::containers_client::ContainersClient::new(self.channel())
+    }
+    fn tasks(&self) -> api::tasks_client::TasksClient<Channel> {
+        api::tasks_client::TasksClient::new(self.channel())
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20)
+    }
+    fn images_client(&self) -> api::images_client::ImagesClient<Channel> {
+        api::images_client::ImagesClient::new(self.channel())
+    }
+    fn content(&self) -> api::content_client::ContentClient<Channel> {
+        api::content_client::ContentClient::new(self.channel())
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20)
+    }
+    fn snapshots(&self) -> api::snapshots::snapshots_client::SnapshotsClient<Channel> {
+        api::snapshots::snapshots_client::SnapshotsClient::new(self.channel())
+    }
+    fn diff(&self) -> api::diff_client::DiffClient<Channel> {
+        api::diff_client::DiffClient::new(self.channel())
+    }
+    fn leases(&self) -> api::leases_client::LeasesClient<Channel> {
+        api::leases_client::LeasesClient::new(self.channel())
+    }
+    fn introspection(&self) -> api::introspection_client::IntrospectionClient<Channel> {
+        api::introspection_client::IntrospectionClient::new(self.channel())
+    }
+}
+
+/// Map a containerd gRPC error into a backend error, naming what was asked for.
+pub(crate) fn map_status(status: tonic::Status, kind: &'static str, id: &str) -> BackendError {
+    use tonic::Code;
+    match status.code() {
+        Code::NotFound => BackendError::NotFound { kind, id: id.to_string() },
+        Code::AlreadyExists => BackendError::AlreadyExists { kind, id: id.to_string() },
+        Code::FailedPrecondition => {
+            BackendError::FailedPrecondition(format!("{kind} {id:?}: {}", status.message()))
+        }
+        Code::InvalidArgument => {
+            BackendError::InvalidArgument(format!("{kind} {id:?}: {}", status.message()))
+        }
+        Code::DeadlineExceeded => {
+            BackendError::DeadlineExceeded(format!("{kind} {id:?}: {}", status.message()))
+        }
+        Code::Unavailable | Code::Unknown if is_transport(&status) => BackendError::Unavailable {
+            engine: ENGINE,
+            message: status.message().to_string(),
+        },
+        Code::Unavailable => BackendError::Unavailable {
+            engine: ENGINE,
+            message: status.message().to_string(),
+        },
+        _ => BackendError::Engine {
+            engine: ENGINE,
+            message: format!("{kind} {id:?}: {}", status.message()),
+        },
+    }
+}
+
+fn is_transport(status: &tonic::Status) -> bool {
+    let message = status.message();
+    message.contains("transport error") || message.contains("connection")
+}
+
+pub(crate) fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> i64 {
+    ts.map(|t| t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_timestamp() -> prost_types::Timestamp {
+    let now = chrono::Utc::now();
+    prost_types::Timestamp {
+        seconds: now.timestamp(),
+        nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[async_trait]
+impl Backend for Containerd {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn version(&self) -> Result<EngineVersion> {
+        let response = api::version_client::VersionClient::new(self.channel())
+            .version(Request::new(()))
+            .await
+            .map_err(|s| map_status(s, "version", ""))?
+            .into_inner();
+        Ok(EngineVersion {
+            name: ENGINE.to_string(),
+            version: response.version,
+            revision: response.revision,
+        })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageRecord>> {
+        self.list_images_impl().await
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
+        self.image_impl(reference).await
+    }
+
+    async fn remove_image_name(&self, name: &str) -> Result<()> {
+        self.remove_image_name_impl(name).await
+    }
+
+    async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord> {
+        self.import_image_impl(bundle).await
+    }
+
+    async fn read_image_files(
+        &self,
+        image_id: &str,
+        paths: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+        self.read_image_files_impl(image_id, paths).await
+    }
+
+    async fn image_fs_usage(&self) -> Result<FsUsage> {
+        self.image_fs_usage_impl().await
+    }
+
+    async fn create_container(&self, request: CreateContainer) -> Result<()> {
+        self.create_container_impl(request).await
+    }
+
+    async fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.list_containers_impl().await
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.remove_container_impl(id).await
+    }
+
+    async fn start_task(&self, id: &str, io_dir: &std::path::Path) -> Result<TaskStarted> {
+        self.start_task_impl(id, io_dir).await
+    }
+
+    async fn reattach_task_io(
+        &self,
+        id: &str,
+        io_dir: &std::path::Path,
+    ) -> Result<Option<crate::TaskIo>> {
+        fifo::reopen_task_io(id, io_dir)
+    }
+
+    async fn task_state(&self, id: &str) -> Result<Option<TaskState>> {
+        self.task_state_impl(id).await
+    }
+
+    async fn kill_task(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        self.kill_impl(id, "", signal, all).await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<Option<TaskExit>> {
+        self.delete_task_impl(id).await
+    }
+
+    async fn update_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.update_resources_impl(id, resources).await
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<ExecIo> {
+        self.exec_impl(request).await
+    }
+
+    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        self.wait_impl(id, exec_id).await
+    }
+
+    async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        self.kill_impl(id, exec_id, signal, false).await
+    }
+
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.delete_exec_impl(id, exec_id).await
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {
+        events::spawn(self.clone())
+    }
+}

@@ -1,0 +1,172 @@
+//! A recording in-memory backend for unit tests of the shim. Never used by a binary.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::{
+    Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
+    ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskIo, TaskStarted,
+    TaskState, TaskStatus,
+};
+
+#[derive(Default)]
+pub struct FakeBackend {
+    /// Every call, in order, as `method(id)`.
+    pub calls: Mutex<Vec<String>>,
+    pub images: Mutex<Vec<ImageRecord>>,
+    pub containers: Mutex<HashMap<String, (ContainerRecord, Option<TaskState>)>>,
+    /// Calls whose name is here fail with `Unavailable`.
+    pub failing: Mutex<Vec<String>>,
+    pub events: Mutex<Option<mpsc::Sender<BackendEvent>>>,
+}
+
+impl FakeBackend {
+    fn record(&self, call: String) -> Result<()> {
+        let name = call.split('(').next().unwrap_or_default().to_string();
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+        let failing = self.failing.lock().map(|f| f.contains(&name)).unwrap_or(false);
+        if failing {
+            return Err(BackendError::Unavailable { engine: "fake", message: format!("{name} fails") });
+        }
+        Ok(())
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn empty_io() -> TaskIo {
+        TaskIo { stdout: Box::pin(tokio::io::empty()), stderr: Box::pin(tokio::io::empty()) }
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    async fn version(&self) -> Result<EngineVersion> {
+        self.record("version()".into())?;
+        Ok(EngineVersion { name: "fake".into(), version: "0".into(), revision: "0".into() })
+    }
+    async fn list_images(&self) -> Result<Vec<ImageRecord>> {
+        self.record("list_images()".into())?;
+        Ok(self.images.lock().map(|i| i.clone()).unwrap_or_default())
+    }
+    async fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
+        self.record(format!("image({reference})"))?;
+        Ok(self.images.lock().ok().and_then(|images| {
+            images.iter().find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference)).cloned()
+        }))
+    }
+    async fn remove_image_name(&self, name: &str) -> Result<()> {
+        self.record(format!("remove_image_name({name})"))?;
+        if let Ok(mut images) = self.images.lock() {
+            for image in images.iter_mut() {
+                image.repo_tags.retain(|t| t != name);
+            }
+        }
+        Ok(())
+    }
+    async fn read_image_files(&self, image_id: &str, _paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+        self.record(format!("read_image_files({image_id})"))?;
+        Ok(HashMap::new())
+    }
+    async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord> {
+        self.record(format!("import_image({})", bundle.names.join(",")))?;
+        Err(BackendError::FailedPrecondition("the fake backend does not import images".into()))
+    }
+    async fn image_fs_usage(&self) -> Result<FsUsage> {
+        self.record("image_fs_usage()".into())?;
+        Ok(FsUsage::default())
+    }
+    async fn create_container(&self, request: CreateContainer) -> Result<()> {
+        self.record(format!("create_container({})", request.id))?;
+        let record = ContainerRecord {
+            id: request.id.clone(),
+            labels: request.labels.clone(),
+            image_name: request.image_name.clone(),
+            created_at_nanos: 1,
+        };
+        if let Ok(mut containers) = self.containers.lock() {
+            containers.insert(request.id, (record, None));
+        }
+        Ok(())
+    }
+    async fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.record("list_containers()".into())?;
+        Ok(self.containers.lock().map(|c| c.values().map(|(r, _)| r.clone()).collect()).unwrap_or_default())
+    }
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.record(format!("remove_container({id})"))?;
+        if let Ok(mut containers) = self.containers.lock() {
+            containers.remove(id);
+        }
+        Ok(())
+    }
+    async fn start_task(&self, id: &str, _io_dir: &Path) -> Result<TaskStarted> {
+        self.record(format!("start_task({id})"))?;
+        let state = TaskState { pid: 4242, status: TaskStatus::Running, exit_code: 0, exited_at_nanos: 0 };
+        if let Ok(mut containers) = self.containers.lock() {
+            match containers.get_mut(id) {
+                Some(entry) => entry.1 = Some(state),
+                None => return Err(BackendError::NotFound { kind: "container", id: id.to_string() }),
+            }
+        }
+        Ok(TaskStarted { pid: 4242, io: Self::empty_io() })
+    }
+    async fn reattach_task_io(&self, id: &str, _io_dir: &Path) -> Result<Option<TaskIo>> {
+        self.record(format!("reattach_task_io({id})"))?;
+        Ok(Some(Self::empty_io()))
+    }
+    async fn task_state(&self, id: &str) -> Result<Option<TaskState>> {
+        self.record(format!("task_state({id})"))?;
+        Ok(self.containers.lock().ok().and_then(|c| c.get(id).and_then(|(_, t)| *t)))
+    }
+    async fn kill_task(&self, id: &str, signal: u32, _all: bool) -> Result<()> {
+        self.record(format!("kill_task({id},{signal})"))?;
+        if let Ok(mut containers) = self.containers.lock() {
+            if let Some((_, Some(task))) = containers.get_mut(id) {
+                task.status = TaskStatus::Stopped;
+                task.exit_code = 128 + signal;
+            }
+        }
+        Ok(())
+    }
+    async fn delete_task(&self, id: &str) -> Result<Option<TaskExit>> {
+        self.record(format!("delete_task({id})"))?;
+        let task = self.containers.lock().ok().and_then(|mut c| c.get_mut(id).and_then(|(_, t)| t.take()));
+        Ok(task.map(|t| TaskExit { pid: t.pid, exit_code: t.exit_code, exited_at_nanos: 2 }))
+    }
+    async fn update_resources(&self, id: &str, _resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.record(format!("update_resources({id})"))
+    }
+    async fn exec(&self, request: ExecRequest) -> Result<ExecIo> {
+        self.record(format!("exec({})", request.container_id))?;
+        Ok(ExecIo { stdin: None, stdout: Box::pin(tokio::io::empty()), stderr: Box::pin(tokio::io::empty()) })
+    }
+    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        self.record(format!("wait({id},{exec_id})"))?;
+        let code = self.containers.lock().ok().and_then(|c| c.get(id).and_then(|(_, t)| t.map(|t| t.exit_code)));
+        Ok(TaskExit { pid: 4242, exit_code: code.unwrap_or(0), exited_at_nanos: 2 })
+    }
+    async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        self.record(format!("kill_exec({id},{exec_id},{signal})"))
+    }
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.record(format!("delete_exec({id},{exec_id})"))
+    }
+    fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        if let Ok(mut events) = self.events.lock() {
+            *events = Some(tx);
+        }
+        rx
+    }
+}

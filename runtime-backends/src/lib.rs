@@ -1,0 +1,113 @@
+//! The `Backend` trait crius runs pods on, in backend vocabulary (containers, tasks,
+//! images, snapshots, events), and its implementations.
+//!
+//! Nothing here knows about CRI or protobuf for CRI: the shim converts CRI requests into
+//! these domain types. containerd's own types never leave `containerd/`, so a Docker
+//! backend can implement the same trait.
+
+pub mod containerd;
+mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+mod types;
+
+pub use error::{BackendError, Result};
+pub use types::*;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+/// What crius needs from a container engine.
+///
+/// Every method is safe to call concurrently. Methods that remove things succeed when the
+/// thing is already gone (`NotFound` is reported only where the caller must know).
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name of the engine (`containerd`, `docker`).
+    fn name(&self) -> &'static str;
+
+    /// The engine's version; also the cheapest liveness probe.
+    async fn version(&self) -> Result<EngineVersion>;
+
+    // ---- images ----
+
+    /// Every image the engine holds, with its tags and digests.
+    async fn list_images(&self) -> Result<Vec<ImageRecord>>;
+
+    /// Resolve a tag, digest reference or image id to the image it names.
+    async fn image(&self, reference: &str) -> Result<Option<ImageRecord>>;
+
+    /// Remove one name (tag or digest reference) of an image. Removing the last name
+    /// removes the image. A missing name is not an error.
+    async fn remove_image_name(&self, name: &str) -> Result<()>;
+
+    /// Store an image given as its blobs (manifest, config, layers) under `names`, unpacked
+    /// and ready to run.
+    async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord>;
+
+    /// Read small files (e.g. `/etc/passwd`) from an image's root filesystem. Files that
+    /// are missing, or are symlinks, are left out of the answer.
+    async fn read_image_files(
+        &self,
+        image_id: &str,
+        paths: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>>;
+
+    /// Usage of the filesystem that holds image layers.
+    async fn image_fs_usage(&self) -> Result<FsUsage>;
+
+    // ---- containers ----
+
+    /// Create a container (not yet running) from an image and an OCI runtime spec.
+    async fn create_container(&self, request: CreateContainer) -> Result<()>;
+
+    /// Every container crius created in this engine, with its labels.
+    async fn list_containers(&self) -> Result<Vec<ContainerRecord>>;
+
+    /// Remove a container, its task and its writable layer. Missing is fine.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+
+    /// Start the container's process. Its stdout/stderr are returned as readers.
+    async fn start_task(&self, id: &str, io_dir: &std::path::Path) -> Result<TaskStarted>;
+
+    /// Re-open the output of a task that outlived crius (after a restart).
+    async fn reattach_task_io(&self, id: &str, io_dir: &std::path::Path)
+        -> Result<Option<TaskIo>>;
+
+    /// The task's current state, or `None` when the container has no task.
+    async fn task_state(&self, id: &str) -> Result<Option<TaskState>>;
+
+    /// Send a signal to the container's init process (`all`: every process in it).
+    async fn kill_task(&self, id: &str, signal: u32, all: bool) -> Result<()>;
+
+    /// Delete a task that has exited (or was never started), returning its exit.
+    async fn delete_task(&self, id: &str) -> Result<Option<TaskExit>>;
+
+    /// Apply new resource limits to a running container.
+    async fn update_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec_types::LinuxResources,
+    ) -> Result<()>;
+
+    /// Start an extra process in a running container.
+    async fn exec(&self, request: ExecRequest) -> Result<ExecIo>;
+
+    /// Wait for a process (`exec_id` empty: the init process) to exit.
+    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit>;
+
+    /// Signal an exec'd process.
+    async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()>;
+
+    /// Remove an exec'd process once it exited.
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()>;
+
+    /// Subscribe to task events. The stream survives engine restarts: after a reconnect
+    /// it yields [`BackendEvent::Reconnected`] so the caller can reconcile.
+    fn subscribe(&self) -> mpsc::Receiver<BackendEvent>;
+}
+
+/// OCI types used in the trait, re-exported so the shim and backends agree on one version.
+pub mod oci_spec_types {
+    pub use oci_spec::runtime::{LinuxResources, Process, Spec};
+}

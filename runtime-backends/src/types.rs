@@ -1,0 +1,192 @@
+//! Domain types shared by every backend.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Labels crius puts on every object it creates, so it can find its own after a restart.
+pub const LABEL_MANAGED: &str = "io.crius.managed";
+/// `sandbox` or `container`.
+pub const LABEL_KIND: &str = "io.crius.kind";
+/// The sandbox a container belongs to.
+pub const LABEL_SANDBOX_ID: &str = "io.crius.sandbox-id";
+
+#[derive(Debug, Clone)]
+pub struct EngineVersion {
+    pub name: String,
+    pub version: String,
+    pub revision: String,
+}
+
+/// An image as the engine stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The config digest (`sha256:…`): CRI's image id.
+    pub id: String,
+    /// `repo:tag` names.
+    pub repo_tags: Vec<String>,
+    /// `repo@sha256:…` names.
+    pub repo_digests: Vec<String>,
+    /// Bytes of the image as stored (compressed layers + config + manifest).
+    pub size: u64,
+    /// The image config (OCI image config JSON), parsed.
+    pub config: ImageConfig,
+    /// Digests of the uncompressed layers, in order.
+    pub diff_ids: Vec<String>,
+    /// Chain id of the top layer: the snapshot a container's rootfs is prepared from.
+    pub chain_id: String,
+    /// Digest of the manifest that was selected for this node.
+    pub manifest_digest: String,
+    /// Engine-specific labels of the image.
+    pub labels: HashMap<String, String>,
+}
+
+/// The parts of an OCI image config crius uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub user: String,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub stop_signal: String,
+    pub labels: HashMap<String, String>,
+    pub volumes: Vec<String>,
+    pub architecture: String,
+    pub os: String,
+    /// The raw config JSON, for verbose status.
+    pub raw: String,
+}
+
+/// An image given as blobs, for import.
+#[derive(Debug, Clone)]
+pub struct ImageBundle {
+    pub names: Vec<String>,
+    pub manifest: Blob,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+    /// Labels to set on the image record.
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub media_type: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FsUsage {
+    pub used_bytes: u64,
+    pub inodes_used: u64,
+    /// Directory the usage was measured at.
+    pub mountpoint: String,
+}
+
+/// A request to create a container.
+#[derive(Debug, Clone)]
+pub struct CreateContainer {
+    pub id: String,
+    /// Image id (config digest) the rootfs comes from.
+    pub image_id: String,
+    /// The image name the caller used, recorded on the object.
+    pub image_name: String,
+    pub spec: oci_spec::runtime::Spec,
+    pub labels: HashMap<String, String>,
+    /// Use the systemd cgroup driver for this container.
+    pub systemd_cgroup: bool,
+}
+
+/// A container crius created.
+#[derive(Debug, Clone)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub image_name: String,
+    pub created_at_nanos: i64,
+}
+
+/// Lifecycle state of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskState {
+    pub pid: u32,
+    pub status: TaskStatus,
+    pub exit_code: u32,
+    /// Nanoseconds since the epoch; 0 when it has not exited.
+    pub exited_at_nanos: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskExit {
+    pub pid: u32,
+    pub exit_code: u32,
+    pub exited_at_nanos: i64,
+}
+
+pub type BoxedReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type BoxedWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// The output of a container's init process.
+pub struct TaskIo {
+    pub stdout: BoxedReader,
+    pub stderr: BoxedReader,
+}
+
+impl std::fmt::Debug for TaskIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskIo")
+    }
+}
+
+#[derive(Debug)]
+pub struct TaskStarted {
+    pub pid: u32,
+    pub io: TaskIo,
+}
+
+/// An extra process in a running container.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub exec_id: String,
+    pub process: oci_spec::runtime::Process,
+    pub stdin: bool,
+    /// Where FIFOs for the process's I/O are made.
+    pub io_dir: PathBuf,
+}
+
+pub struct ExecIo {
+    pub stdin: Option<BoxedWriter>,
+    pub stdout: BoxedReader,
+    pub stderr: BoxedReader,
+}
+
+impl std::fmt::Debug for ExecIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecIo")
+    }
+}
+
+/// What the engine tells crius happened, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// A process exited (`exec_id` empty: the container's init process).
+    TaskExit { container_id: String, exec_id: String, exit: TaskExit },
+    /// The kernel's OOM killer hit the container.
+    TaskOom { container_id: String },
+    /// A task started.
+    TaskStart { container_id: String, pid: u32 },
+    /// The event stream was lost and is back; events in between may be missing.
+    Reconnected,
+}
