@@ -1,0 +1,408 @@
+//! Containers: create, start, stop, remove, exit handling and the log pipeline.
+
+mod exec;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime_backends::{CreateContainer, TaskExit, TaskIo, TaskStatus, LABEL_KIND, LABEL_SANDBOX_ID};
+
+use crate::cgroups::CgroupDriver;
+use crate::domain::{ContainerConfig, Resources};
+use crate::error::{Error, Result};
+use crate::logs::{spawn_copier, LogFile, Stream};
+use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS};
+use crate::store::{Container, ContainerMeta, ContainerState, ContainerStatus, SandboxState};
+
+/// What is persisted for a container.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ContainerRecordFile {
+    pub meta: ContainerMeta,
+    pub status: ContainerStatus,
+}
+
+/// CRI reasons for a container that exited.
+pub const REASON_COMPLETED: &str = "Completed";
+pub const REASON_ERROR: &str = "Error";
+pub const REASON_OOM_KILLED: &str = "OOMKilled";
+
+fn reserved_name(config: &ContainerConfig, sandbox: &crate::domain::SandboxConfig) -> String {
+    let p = &sandbox.metadata;
+    format!("{}_{}_{}_{}_{}", config.metadata.name, p.name, p.namespace, p.uid, config.metadata.attempt)
+}
+
+/// Resolve a signal name (`SIGTERM`, `TERM`, `15`) to its number.
+pub fn parse_signal(name: &str) -> Option<i32> {
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    if let Ok(number) = name.parse::<i32>() {
+        return Some(number);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+}
+
+impl Crius {
+    pub(crate) fn persist_container(&self, container: &Container) -> Result<()> {
+        let record = ContainerRecordFile {
+            meta: container.meta.clone(),
+            status: ContainerStatus::clone(&container.status()),
+        };
+        self.records.write(CONTAINERS, &container.meta.id, &record)
+    }
+
+    pub fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.store.containers.get(id).ok_or_else(|| Crius::not_found_container(id))
+    }
+
+    /// CreateContainer. The work runs detached from the caller (decision 5).
+    pub async fn create_container(self: &Arc<Self>, sandbox_id: &str, config: ContainerConfig) -> Result<String> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        if sandbox.status().state != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {:?} is not ready; cannot create container {:?} in it",
+                sandbox.meta.id, config.metadata.name
+            )));
+        }
+        let name = reserved_name(&config, &sandbox.meta.config);
+        let crius = self.clone();
+        self.store
+            .names
+            .create_once(&name, || {
+                let id = new_id();
+                crius.store.names.reserve(&name, &id)?;
+                let (work_name, work_id, crius) = (name.clone(), id.clone(), crius.clone());
+                Ok((id, async move {
+                    let result = crius.create_container_steps(&work_id, &work_name, &sandbox, config).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(container = %work_id, error = %e, "CreateContainer failed; rolling back");
+                        if let Err(e) = crius.backend.remove_container(&work_id).await {
+                            tracing::error!(container = %work_id, error = %e, "rollback: could not remove container");
+                        }
+                        let _ = std::fs::remove_dir_all(crius.container_io_dir(&work_id));
+                        crius.store.names.release(&work_name, &work_id);
+                    }
+                    result.map(|()| work_id)
+                }))
+            })
+            .await
+    }
+
+    async fn create_container_steps(
+        &self,
+        id: &str,
+        name: &str,
+        sandbox: &crate::store::Sandbox,
+        config: ContainerConfig,
+    ) -> Result<()> {
+        let reference = crate::services::image::normalize_reference(&config.image)
+            .map_err(|e| Error::InvalidArgument(format!("image {:?}: {e}", config.image)))?;
+        let image = self
+            .store
+            .images
+            .load()
+            .find(&reference)
+            .ok_or_else(|| Error::NotFound(format!("image {:?} not found", config.image)))?;
+        let files = self
+            .backend
+            .read_image_files(&image.id, &["/etc/passwd", "/etc/group"])
+            .await?;
+        let text = |path: &str| files.get(path).map(|d| String::from_utf8_lossy(d).into_owned());
+        let sandbox_cfg = &sandbox.meta.config;
+        let log_path = if config.log_path.is_empty() || sandbox_cfg.log_directory.is_empty() {
+            String::new()
+        } else {
+            Path::new(&sandbox_cfg.log_directory).join(&config.log_path).display().to_string()
+        };
+        let cgroups_path = self.cgroups.container_cgroups_path(&sandbox_cfg.cgroup_parent, id)?;
+        let sandbox_files = PathBuf::from(&sandbox.meta.files_dir);
+        let shm = self.sandbox_state(&sandbox.meta.id).join("shm");
+        let spec = spec::build_container_spec(&spec::ContainerSpecInput {
+            id,
+            config: &config,
+            image: &image.config,
+            sandbox: sandbox_cfg,
+            sandbox_id: &sandbox.meta.id,
+            sandbox_pid: sandbox.status().pid,
+            target_pid: self.target_pid(&config)?,
+            netns_path: sandbox.meta.netns_path.clone(),
+            cgroups_path,
+            resolv_conf: Some(sandbox_files.join("resolv.conf")),
+            hostname: Some(sandbox_files.join("hostname")),
+            hosts: Some(sandbox_files.join("hosts")),
+            shm_path: shm.exists().then_some(shm),
+            passwd: text("/etc/passwd"),
+            group: text("/etc/group"),
+            oom_score_adj_floor: self.oom_score_adj_floor,
+            host: &self.host,
+        })?;
+        let stop_signal = config
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .or_else(|| parse_signal(&image.config.stop_signal))
+            .unwrap_or(libc::SIGTERM);
+        let mut labels = HashMap::new();
+        labels.insert(LABEL_KIND.to_string(), "container".to_string());
+        labels.insert(LABEL_SANDBOX_ID.to_string(), sandbox.meta.id.clone());
+        self.backend
+            .create_container(CreateContainer {
+                id: id.to_string(),
+                image_id: image.id.clone(),
+                image_name: config.image.clone(),
+                spec: spec.clone(),
+                labels,
+                systemd_cgroup: self.cgroups.is_systemd(),
+            })
+            .await?;
+        let resources = config.resources.clone();
+        let meta = ContainerMeta {
+            id: id.to_string(),
+            name: name.to_string(),
+            sandbox_id: sandbox.meta.id.clone(),
+            image_id: image.id.clone(),
+            image_ref: image.id.clone(),
+            created_at: now_nanos(),
+            log_path,
+            spec,
+            stop_signal,
+            config,
+        };
+        let container = Arc::new(Container::new(meta, ContainerStatus::created(resources)));
+        self.persist_container(&container)?;
+        self.store.containers.insert(id.to_string(), container);
+        Ok(())
+    }
+
+    /// The PID of a `target_id` container whose PID namespace is to be shared.
+    fn target_pid(&self, config: &ContainerConfig) -> Result<u32> {
+        let ns = &config.security.namespaces;
+        if ns.pid != crate::domain::NamespaceMode::Target {
+            return Ok(0);
+        }
+        let target = self.container(&ns.target_id)?;
+        let status = target.status();
+        if status.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "target container {:?} of the PID namespace is not running",
+                ns.target_id
+            )));
+        }
+        Ok(status.pid)
+    }
+
+    /// StartContainer.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        let _op = container.op.lock().await;
+        let status = container.status();
+        if status.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is {:?}, not created; it cannot be started",
+                container.meta.id, status.state
+            )));
+        }
+        let sandbox = self.sandbox(&container.meta.sandbox_id)?;
+        if sandbox.status().state != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {:?} of container {:?} is not ready",
+                sandbox.meta.id, container.meta.id
+            )));
+        }
+        let log = if container.meta.log_path.is_empty() {
+            None
+        } else {
+            Some(Arc::new(LogFile::open(&container.meta.log_path).map_err(|e| {
+                Error::InvalidArgument(format!("cannot open log file {:?}: {e}", container.meta.log_path))
+            })?))
+        };
+        let started = match self.backend.start_task(&container.meta.id, &self.container_io_dir(&container.meta.id)).await {
+            Ok(started) => started,
+            Err(e) => {
+                // A task that failed to start leaves the container exited with the reason.
+                let message = e.to_string();
+                container.update(|s| {
+                    s.state = ContainerState::Exited;
+                    s.finished_at = now_nanos();
+                    s.exit_code = 128;
+                    s.reason = REASON_ERROR.to_string();
+                    s.message = message.clone();
+                });
+                let _ = self.backend.delete_task(&container.meta.id).await;
+                self.persist_container(&container)?;
+                return Err(e.into());
+            }
+        };
+        self.attach_logs(&container, started.io, log);
+        container.update(|s| {
+            if s.state == ContainerState::Created {
+                s.state = ContainerState::Running;
+                s.pid = started.pid;
+                s.started_at = now_nanos();
+            }
+        });
+        self.persist_container(&container)
+    }
+
+    /// Copy the task's output into the CRI log file (or discard it when there is none).
+    pub(crate) fn attach_logs(&self, container: &Container, io: TaskIo, log: Option<Arc<LogFile>>) {
+        match log {
+            Some(log) => {
+                if let Ok(mut slot) = container.log.lock() {
+                    *slot = Some(log.clone());
+                }
+                spawn_copier(io.stdout, Stream::Stdout, log.clone());
+                spawn_copier(io.stderr, Stream::Stderr, log);
+            }
+            None => crate::sandbox::drain(io),
+        }
+    }
+
+    /// Record a container's exit (from an event, a wait or recovery). Idempotent.
+    pub(crate) async fn handle_container_exit(&self, container: &Container, exit: TaskExit) -> Result<()> {
+        // The task is deleted so its shim goes away; the exit status lives on in the store.
+        let deleted = self.backend.delete_task(&container.meta.id).await;
+        let exit = match deleted {
+            Ok(Some(deleted)) if exit.exited_at_nanos == 0 => deleted,
+            _ => exit,
+        };
+        let mut changed = false;
+        container.update(|s| {
+            changed = false;
+            if s.state == ContainerState::Exited {
+                return;
+            }
+            changed = true;
+            s.state = ContainerState::Exited;
+            s.pid = 0;
+            s.exit_code = i32::try_from(exit.exit_code).unwrap_or(i32::MAX);
+            s.finished_at = if exit.exited_at_nanos > 0 { exit.exited_at_nanos } else { now_nanos() };
+            // CRI reasons: OOMKilled when the OOM killer hit it, else by exit code.
+            s.reason = if s.oom_killed {
+                REASON_OOM_KILLED
+            } else if exit.exit_code == 0 {
+                REASON_COMPLETED
+            } else {
+                REASON_ERROR
+            }
+            .to_string();
+        });
+        if let Ok(slot) = container.log.lock() {
+            if let Some(log) = slot.as_ref() {
+                // The copiers finish on EOF; closing here makes sure no fd outlives the container.
+                let log = log.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    log.close();
+                });
+            }
+        }
+        if changed {
+            self.persist_container(container)?;
+        }
+        Ok(())
+    }
+
+    /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds. Idempotent.
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        // CRI: stopping a container that is gone or already stopped succeeds.
+        let Some(container) = self.store.containers.get(id) else { return Ok(()) };
+        let _op = container.op.lock().await;
+        self.stop_container_locked(&container, timeout_secs).await
+    }
+
+    async fn stop_container_locked(&self, container: &Container, timeout_secs: i64) -> Result<()> {
+        let id = container.meta.id.clone();
+        if container.status().state != ContainerState::Running {
+            return Ok(());
+        }
+        let task = self.backend.task_state(&id).await?;
+        let exit = match task {
+            None => TaskExit { pid: 0, exit_code: 255, exited_at_nanos: now_nanos() },
+            Some(task) if task.status == TaskStatus::Stopped => {
+                TaskExit { pid: task.pid, exit_code: task.exit_code, exited_at_nanos: task.exited_at_nanos }
+            }
+            Some(_) => {
+                let mut exit = None;
+                if timeout_secs > 0 {
+                    let signal = u32::try_from(container.meta.stop_signal).unwrap_or(libc::SIGTERM as u32);
+                    match self.backend.kill_task(&id, signal, false).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let grace = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
+                    exit = tokio::time::timeout(grace, self.backend.wait(&id, "")).await.ok().transpose()?;
+                }
+                match exit {
+                    Some(exit) => exit,
+                    None => {
+                        match self.backend.kill_task(&id, libc::SIGKILL as u32, true).await {
+                            Ok(()) => {}
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        self.backend.wait(&id, "").await?
+                    }
+                }
+            }
+        };
+        self.handle_container_exit(container, exit).await
+    }
+
+    /// RemoveContainer: force-stops a running container first. Idempotent.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        // CRI: removing a container that is already gone succeeds.
+        let Some(container) = self.store.containers.get(id) else { return Ok(()) };
+        let _op = container.op.lock().await;
+        self.stop_container_locked(&container, 0).await?;
+        let id = container.meta.id.clone();
+        self.backend.remove_container(&id).await?;
+        let _ = std::fs::remove_dir_all(self.container_io_dir(&id));
+        self.records.remove(CONTAINERS, &id)?;
+        self.store.containers.remove(&id);
+        self.store.names.release(&container.meta.name, &id);
+        Ok(())
+    }
+
+    /// UpdateContainerResources.
+    pub async fn update_container_resources(&self, id: &str, resources: Resources) -> Result<()> {
+        let container = self.container(id)?;
+        let _op = container.op.lock().await;
+        let state = container.status().state;
+        if state == ContainerState::Running || state == ContainerState::Created {
+            let linux = spec::linux_resources(&resources, &self.host.cgroups)?;
+            if state == ContainerState::Running {
+                self.backend.update_resources(&container.meta.id, &linux).await?;
+            }
+        } else {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is not running; its resources cannot be updated",
+                container.meta.id
+            )));
+        }
+        container.update(|s| s.resources = Some(resources.clone()));
+        self.persist_container(&container)
+    }
+
+    /// ReopenContainerLog: after kubelet rotated the file away.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        if container.status().state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!("container {:?} is not running", container.meta.id)));
+        }
+        let log = container.log.lock().ok().and_then(|slot| slot.clone());
+        match log {
+            Some(log) => log
+                .reopen()
+                .map_err(|e| Error::internal(format!("reopening log {}", log.path().display()), e)),
+            None => Err(Error::FailedPrecondition(format!("container {:?} has no log file", container.meta.id))),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! crius: a CRI v1 runtime shim for containerd (and, next, Docker Engine).
+//!
+//! See DESIGN.md: `services/` speaks CRI and converts to `domain` types, the managers
+//! (`sandbox/`, `container/`) do the work on a `runtime_backends::Backend`, and `store/`
+//! answers the hot read calls from memory.
+
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod doctor;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod instrument;
+pub mod logs;
+pub mod pause;
+pub mod recover;
+pub mod runtime;
+pub mod sandbox;
+pub mod security;
+pub mod server;
+pub mod services;
+pub mod store;

@@ -1,0 +1,101 @@
+//! The `crius` binary: `crius [serve]`, `crius doctor`, `crius version`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use shim::config::{self, BackendKind, Cli, Command};
+use shim::runtime::Crius;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command() {
+        Command::Version => {
+            println!("crius {} (CRI {})", env!("CARGO_PKG_VERSION"), shim::services::runtime_info::RUNTIME_API_VERSION);
+            Ok(())
+        }
+        Command::Doctor => config::load(&cli).map_err(anyhow::Error::from).and_then(|c| shim::doctor::run(&c)),
+        Command::Serve => serve(&cli),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crius: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let config = config::load(cli)?;
+    init_tracing(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    for dir in [&config.root, &config.state] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let backend: Arc<dyn runtime_backends::Backend> = match config.backend {
+        BackendKind::Containerd => Arc::new(runtime_backends::containerd::Containerd::new(
+            runtime_backends::containerd::ContainerdConfig {
+                address: config.containerd_address.clone(),
+                namespace: config.containerd_namespace.clone(),
+            },
+        )?),
+        BackendKind::Docker => anyhow::bail!("the docker backend is not built yet; use --backend containerd"),
+    };
+    let listen = config.listen.clone();
+    // Claim the socket first: a second crius must not touch the first one's state.
+    let listener = shim::server::bind(&listen)?;
+    let crius = Arc::new(Crius::new(config, backend));
+    tracing::info!(
+        socket = %listen.display(),
+        backend = crius.backend.name(),
+        cgroup_driver = shim::cgroups::CgroupDriver::name(&crius.cgroups),
+        "crius starting"
+    );
+    wait_for_backend(&crius).await;
+    crius.refresh_images().await?;
+    crius.ensure_pause_image().await?;
+    shim::recover::recover(&crius).await?;
+    if let Ok(usage) = crius.backend.image_fs_usage().await {
+        crius.image_fs.store(Arc::new(usage));
+    }
+    shim::events::spawn(crius.clone());
+    crius.spawn_refresher();
+    tracing::info!("serving CRI");
+    shim::server::serve(crius, listener, &listen).await
+}
+
+/// Recovery needs the backend: wait for it, saying so now and then.
+async fn wait_for_backend(crius: &Crius) {
+    let mut attempt = 0u32;
+    loop {
+        match crius.backend.version().await {
+            Ok(v) => {
+                tracing::info!(engine = %v.name, version = %v.version, "backend reachable");
+                return;
+            }
+            Err(e) => {
+                if attempt % 10 == 0 {
+                    tracing::warn!(error = %e, "waiting for the backend");
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

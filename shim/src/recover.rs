@@ -1,0 +1,145 @@
+//! Rebuild the store on start (DESIGN.md decision 4) and remove what a crash left
+//! half-made: backend objects without a record, records without a backend object.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use runtime_backends::{TaskExit, TaskStatus, LABEL_KIND};
+
+use crate::container::ContainerRecordFile;
+use crate::error::Result;
+use crate::logs::LogFile;
+use crate::runtime::{Crius, CONTAINERS, SANDBOXES};
+use crate::sandbox::SandboxRecord;
+use crate::store::{Container, ContainerState, Sandbox, SandboxState};
+
+pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let in_backend: HashMap<String, runtime_backends::ContainerRecord> = crius
+        .backend
+        .list_containers()
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    let mut known = std::collections::HashSet::new();
+
+    for (id, record) in crius.records.read_all::<SandboxRecord>(SANDBOXES) {
+        if !in_backend.contains_key(&id) {
+            tracing::warn!(sandbox = %id, "record without a pause container: removing it");
+            crate::sandbox::files_cleanup(crius, &id);
+            crius.records.remove(SANDBOXES, &id)?;
+            continue;
+        }
+        known.insert(id.clone());
+        let sandbox = Arc::new(Sandbox::new(record.meta, record.status));
+        if sandbox.status().state == SandboxState::Ready {
+            let alive = matches!(crius.backend.task_state(&id).await?, Some(t) if t.status == TaskStatus::Running);
+            if alive {
+                if let Some(io) = crius.backend.reattach_task_io(&id, &crius.sandbox_state(&id).join("io")).await? {
+                    crate::sandbox::drain(io);
+                }
+            } else {
+                let _ = crius.backend.delete_task(&id).await;
+                crius.mark_sandbox_stopped(&sandbox)?;
+            }
+        }
+        if let Err(e) = crius.store.names.reserve(&sandbox.meta.name, &id) {
+            tracing::warn!(sandbox = %id, error = %e, "duplicate sandbox name in records");
+        }
+        crius.store.sandboxes.insert(id, sandbox);
+    }
+
+    for (id, record) in crius.records.read_all::<ContainerRecordFile>(CONTAINERS) {
+        if !in_backend.contains_key(&id) || crius.store.sandboxes.get(&record.meta.sandbox_id).is_none() {
+            tracing::warn!(container = %id, "record without its container or sandbox: removing it");
+            let _ = crius.backend.remove_container(&id).await;
+            let _ = std::fs::remove_dir_all(crius.container_io_dir(&id));
+            crius.records.remove(CONTAINERS, &id)?;
+            continue;
+        }
+        known.insert(id.clone());
+        let container = Arc::new(Container::new(record.meta, record.status));
+        if let Err(e) = crius.store.names.reserve(&container.meta.name, &id) {
+            tracing::warn!(container = %id, error = %e, "duplicate container name in records");
+        }
+        crius.store.containers.insert(id.clone(), container.clone());
+        if container.status().state == ContainerState::Running {
+            recover_running(crius, &container).await?;
+        }
+    }
+
+    // Backend objects crius labelled but has no record of: a create cut short by a crash.
+    for (id, record) in &in_backend {
+        if known.contains(id) {
+            continue;
+        }
+        let kind = record.labels.get(LABEL_KIND).map(String::as_str).unwrap_or("object");
+        tracing::warn!(id = %id, kind, "removing a half-created {kind} left by a crash");
+        crius.backend.remove_container(id).await?;
+        if kind == "sandbox" {
+            crate::sandbox::files_cleanup(crius, id);
+        } else {
+            let _ = std::fs::remove_dir_all(crius.container_io_dir(id));
+        }
+    }
+    remove_orphan_dirs(crius, &crius.config.root.join(SANDBOXES));
+    remove_orphan_dirs(crius, &crius.config.state.join(SANDBOXES));
+    tracing::info!(
+        sandboxes = crius.store.sandboxes.len(),
+        containers = crius.store.containers.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered state"
+    );
+    Ok(())
+}
+
+async fn recover_running(crius: &Arc<Crius>, container: &Arc<Container>) -> Result<()> {
+    let id = container.meta.id.clone();
+    match crius.backend.task_state(&id).await? {
+        Some(task) if task.status == TaskStatus::Running || task.status == TaskStatus::Paused => {
+            let io = crius.backend.reattach_task_io(&id, &crius.container_io_dir(&id)).await?;
+            if let Some(io) = io {
+                let log = if container.meta.log_path.is_empty() {
+                    None
+                } else {
+                    LogFile::open(&container.meta.log_path).ok().map(Arc::new)
+                };
+                crius.attach_logs(container, io, log);
+            }
+        }
+        Some(task) => {
+            // It exited while crius was down; its output still waits in the FIFOs.
+            if let Some(io) = crius.backend.reattach_task_io(&id, &crius.container_io_dir(&id)).await? {
+                let log = if container.meta.log_path.is_empty() { None } else { LogFile::open(&container.meta.log_path).ok().map(Arc::new) };
+                crius.attach_logs(container, io, log);
+            }
+            let exit = TaskExit { pid: task.pid, exit_code: task.exit_code, exited_at_nanos: task.exited_at_nanos };
+            crius.handle_container_exit(container, exit).await?;
+        }
+        None => {
+            let exit = TaskExit { pid: 0, exit_code: 255, exited_at_nanos: 0 };
+            crius.handle_container_exit(container, exit).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sandbox directories whose sandbox is not in the store (a crash between making the files
+/// and persisting the record).
+fn remove_orphan_dirs(crius: &Crius, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let Some(id) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if crius.store.sandboxes.get(id).is_some_and(|s| s.meta.id == id) {
+            continue;
+        }
+        tracing::warn!(dir = %path.display(), "removing files of a sandbox that no longer exists");
+        crate::sandbox::files_cleanup(crius, id);
+    }
+}

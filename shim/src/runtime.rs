@@ -1,0 +1,151 @@
+//! The core every service handler calls: configuration, backend, store, and the host facts
+//! the managers need. Built once at start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use runtime_backends::Backend;
+
+use crate::cgroups::{CgroupLayout, Driver};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::security::HostSecurity;
+use crate::store::{ImageIndex, StateDir, Store};
+
+/// Kinds of records under `<root>`.
+pub const SANDBOXES: &str = "sandboxes";
+pub const CONTAINERS: &str = "containers";
+
+pub struct Crius {
+    pub config: Config,
+    pub backend: Arc<dyn Backend>,
+    pub store: Store,
+    /// Records under `<root>`.
+    pub records: StateDir,
+    pub cgroups: Driver,
+    pub cgroup_layout: Option<CgroupLayout>,
+    pub host: HostSecurity,
+    /// crius's own oom_score_adj: containers may not go below it (ENVIRONMENT.md).
+    pub oom_score_adj_floor: i64,
+    /// The pause image every sandbox runs.
+    pub pause_image: String,
+    /// Cached image filesystem usage, refreshed in the background.
+    pub image_fs: ArcSwap<runtime_backends::FsUsage>,
+    /// Did the backend answer the last health probe?
+    backend_up: std::sync::atomic::AtomicBool,
+}
+
+impl Crius {
+    pub fn new(config: Config, backend: Arc<dyn Backend>) -> Self {
+        let pause_image = config
+            .pause_image
+            .clone()
+            .unwrap_or_else(|| crate::pause::BUILTIN_PAUSE_IMAGE.to_string());
+        Self {
+            records: StateDir::new(config.root.clone()),
+            cgroups: config.cgroup_driver,
+            cgroup_layout: CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup")).ok(),
+            host: HostSecurity::detect(std::path::Path::new("/sys"), std::path::Path::new("/proc")),
+            oom_score_adj_floor: own_oom_score_adj(),
+            pause_image,
+            image_fs: ArcSwap::from_pointee(runtime_backends::FsUsage::default()),
+            backend_up: std::sync::atomic::AtomicBool::new(true),
+            store: Store::default(),
+            backend,
+            config,
+        }
+    }
+
+    /// Directory of a sandbox's files that must survive a restart (resolv.conf, hostname, hosts).
+    pub fn sandbox_root(&self, id: &str) -> PathBuf {
+        self.config.root.join(SANDBOXES).join(id)
+    }
+
+    /// Directory of a sandbox's volatile state (shm mount).
+    pub fn sandbox_state(&self, id: &str) -> PathBuf {
+        self.config.state.join(SANDBOXES).join(id)
+    }
+
+    /// Directory of a container's I/O FIFOs.
+    pub fn container_io_dir(&self, id: &str) -> PathBuf {
+        self.config.state.join(CONTAINERS).join(id)
+    }
+
+    /// Re-read the image list from the backend into the store.
+    pub async fn refresh_images(&self) -> Result<()> {
+        let images = self.backend.list_images().await?;
+        self.store.images.store(Arc::new(ImageIndex::new(images)));
+        Ok(())
+    }
+
+    /// Make sure the pause image is present: the built-in one is imported when missing.
+    pub async fn ensure_pause_image(&self) -> Result<()> {
+        if self.store.images.load().find(&self.pause_image).is_some() {
+            return Ok(());
+        }
+        if self.config.pause_image.is_some() {
+            tracing::warn!(image = %self.pause_image, "configured pause image is not present; sandboxes fail until it is");
+            return Ok(());
+        }
+        let bundle = crate::pause::bundle(runtime_backends::containerd::node_architecture());
+        self.backend.import_image(bundle).await?;
+        self.refresh_images().await?;
+        tracing::info!(image = %self.pause_image, "imported the built-in pause image");
+        Ok(())
+    }
+
+    /// Refresh slow-changing facts (images, image filesystem usage) until crius stops.
+    pub fn spawn_refresher(self: &Arc<Self>) {
+        let crius = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(crius) = crius.upgrade() else { return };
+                let up = crius.backend.version().await.is_ok();
+                crius.backend_up.store(up, std::sync::atomic::Ordering::Relaxed);
+                if !up {
+                    continue;
+                }
+                if let Err(e) = crius.refresh_images().await {
+                    tracing::debug!(error = %e, "image refresh failed");
+                }
+                match crius.backend.image_fs_usage().await {
+                    Ok(usage) => crius.image_fs.store(Arc::new(usage)),
+                    Err(e) => tracing::debug!(error = %e, "image fs usage failed"),
+                }
+            }
+        });
+    }
+
+    pub fn backend_healthy(&self) -> bool {
+        self.backend_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn not_found_sandbox(id: &str) -> Error {
+        Error::NotFound(format!("pod sandbox {id:?} not found"))
+    }
+
+    pub fn not_found_container(id: &str) -> Error {
+        Error::NotFound(format!("container {id:?} not found"))
+    }
+}
+
+/// A fresh random 64-hex-digit id, like containerd's.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+pub fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+fn own_oom_score_adj() -> i64 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}

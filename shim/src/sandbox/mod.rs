@@ -1,0 +1,266 @@
+//! Pod sandboxes: a pause container that owns the pod's namespaces, plus the pod's
+//! resolv.conf, hostname, hosts and shm.
+
+mod files;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use runtime_backends::{CreateContainer, LABEL_KIND, LABEL_SANDBOX_ID};
+use tokio::io::AsyncReadExt;
+
+use crate::cgroups::CgroupDriver;
+use crate::domain::{NamespaceMode, SandboxConfig};
+use crate::error::{Error, Result};
+use crate::runtime::{new_id, now_nanos, Crius, SANDBOXES};
+use crate::store::{Sandbox, SandboxMeta, SandboxState, SandboxStatus};
+
+/// What is persisted for a sandbox.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SandboxRecord {
+    pub meta: SandboxMeta,
+    pub status: SandboxStatus,
+}
+
+/// Runtime handlers crius runs pods with. `""` is the default (runc).
+pub const RUNTIME_HANDLERS: [&str; 2] = ["", "runc"];
+
+pub fn reserved_name(config: &SandboxConfig) -> String {
+    let m = &config.metadata;
+    format!("{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
+}
+
+impl Crius {
+    pub(crate) fn persist_sandbox(&self, sandbox: &Sandbox) -> Result<()> {
+        let record = SandboxRecord { meta: sandbox.meta.clone(), status: SandboxStatus::clone(&sandbox.status()) };
+        self.records.write(SANDBOXES, &sandbox.meta.id, &record)
+    }
+
+    pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        self.store.sandboxes.get(id).ok_or_else(|| Crius::not_found_sandbox(id))
+    }
+
+    /// RunPodSandbox. The work runs detached from the caller (decision 5).
+    pub async fn run_sandbox(self: &Arc<Self>, config: SandboxConfig) -> Result<String> {
+        if !RUNTIME_HANDLERS.contains(&config.runtime_handler.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "runtime handler {:?} is not configured (crius runs \"\" and \"runc\")",
+                config.runtime_handler
+            )));
+        }
+        crate::security::validate_sysctls(&config.sysctls, &config.security.namespaces)?;
+        let name = reserved_name(&config);
+        let crius = self.clone();
+        self.store
+            .names
+            .create_once(&name, || {
+                let id = new_id();
+                crius.store.names.reserve(&name, &id)?;
+                let work_name = name.clone();
+                let work_id = id.clone();
+                let crius = crius.clone();
+                Ok((id, async move {
+                    let result = crius.create_sandbox(&work_id, &work_name, config).await;
+                    if result.is_err() {
+                        crius.store.names.release(&work_name, &work_id);
+                    }
+                    result.map(|()| work_id)
+                }))
+            })
+            .await
+    }
+
+    async fn create_sandbox(&self, id: &str, name: &str, config: SandboxConfig) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut rollback = Rollback::default();
+        let result = self.create_sandbox_steps(id, name, config, &mut rollback).await;
+        if let Err(e) = &result {
+            tracing::warn!(sandbox = id, error = %e, "RunPodSandbox failed; rolling back");
+            rollback.run(self, id).await;
+        } else {
+            tracing::info!(sandbox = id, name, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox ready");
+        }
+        result
+    }
+
+    async fn create_sandbox_steps(
+        &self,
+        id: &str,
+        name: &str,
+        config: SandboxConfig,
+        rollback: &mut Rollback,
+    ) -> Result<()> {
+        let image = self.store.images.load().find(&self.pause_image).ok_or_else(|| {
+            Error::FailedPrecondition(format!("pause image {:?} is not present on this node", self.pause_image))
+        })?;
+        let host_network = config.security.namespaces.network == NamespaceMode::Node;
+        let root = self.sandbox_root(id);
+        let state = self.sandbox_state(id);
+        rollback.dirs = true;
+        let shm = if config.security.namespaces.ipc == NamespaceMode::Node {
+            None
+        } else {
+            Some(state.join("shm"))
+        };
+        files::write_sandbox_files(&root, &config, host_network, shm.as_deref())?;
+
+        let cgroups_path = self.cgroups.container_cgroups_path(&config.cgroup_parent, id)?;
+        let spec = spec::build_sandbox_spec(&spec::SandboxSpecInput {
+            id,
+            config: &config,
+            cgroups_path: cgroups_path.clone(),
+            pause_args: image_command(&image.config),
+            netns_path: None,
+            oom_score_adj_floor: self.oom_score_adj_floor,
+            host: &self.host,
+        })?;
+        let mut labels = HashMap::new();
+        labels.insert(LABEL_KIND.to_string(), "sandbox".to_string());
+        labels.insert(LABEL_SANDBOX_ID.to_string(), id.to_string());
+        rollback.container = true;
+        self.backend
+            .create_container(CreateContainer {
+                id: id.to_string(),
+                image_id: image.id.clone(),
+                image_name: self.pause_image.clone(),
+                spec,
+                labels,
+                systemd_cgroup: self.cgroups.is_systemd(),
+            })
+            .await?;
+        let started = self.backend.start_task(id, &state.join("io")).await?;
+        drain(started.io);
+        let meta = SandboxMeta {
+            id: id.to_string(),
+            name: name.to_string(),
+            config,
+            created_at: now_nanos(),
+            netns_path: None,
+            ip: String::new(),
+            additional_ips: Vec::new(),
+            pause_image: self.pause_image.clone(),
+            files_dir: root.display().to_string(),
+            cgroups_path,
+        };
+        let sandbox = Arc::new(Sandbox::new(meta, SandboxStatus { state: SandboxState::Ready, pid: started.pid }));
+        self.persist_sandbox(&sandbox)?;
+        self.store.sandboxes.insert(id.to_string(), sandbox);
+        Ok(())
+    }
+
+    /// StopPodSandbox: stop every container, then the pause process. Idempotent.
+    pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        // CRI: stopping a sandbox that is already gone is not an error.
+        let Some(sandbox) = self.store.sandboxes.get(id) else { return Ok(()) };
+        let _op = sandbox.op.lock().await;
+        for container in self.containers_of(&sandbox.meta.id) {
+            self.stop_container(&container.meta.id, 0).await?;
+        }
+        self.stop_pause(&sandbox).await?;
+        files::release_shm(&self.sandbox_state(&sandbox.meta.id));
+        Ok(())
+    }
+
+    async fn stop_pause(&self, sandbox: &Sandbox) -> Result<()> {
+        let id = &sandbox.meta.id;
+        if let Some(task) = self.backend.task_state(id).await? {
+            if task.status != runtime_backends::TaskStatus::Stopped {
+                match self.backend.kill_task(id, libc::SIGKILL as u32, true).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.backend.wait(id, "").await?;
+            }
+            self.backend.delete_task(id).await?;
+        }
+        self.mark_sandbox_stopped(sandbox)
+    }
+
+    pub(crate) fn mark_sandbox_stopped(&self, sandbox: &Sandbox) -> Result<()> {
+        if sandbox.status().state == SandboxState::NotReady {
+            return Ok(());
+        }
+        sandbox.status.store(Arc::new(SandboxStatus { state: SandboxState::NotReady, pid: 0 }));
+        self.persist_sandbox(sandbox)
+    }
+
+    /// RemovePodSandbox: stop, remove its containers, the pause container and all files.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        // CRI: removing a sandbox that is already gone is not an error.
+        let Some(sandbox) = self.store.sandboxes.get(id) else { return Ok(()) };
+        self.stop_sandbox(&sandbox.meta.id).await?;
+        let _op = sandbox.op.lock().await;
+        let id = sandbox.meta.id.clone();
+        for container in self.containers_of(&id) {
+            self.remove_container(&container.meta.id).await?;
+        }
+        self.backend.remove_container(&id).await?;
+        files::remove_dirs(&self.sandbox_root(&id), &self.sandbox_state(&id));
+        self.records.remove(SANDBOXES, &id)?;
+        self.store.sandboxes.remove(&id);
+        self.store.names.release(&sandbox.meta.name, &id);
+        Ok(())
+    }
+
+    pub fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<crate::store::Container>> {
+        self.store
+            .containers
+            .snapshot()
+            .values()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+            .cloned()
+            .collect()
+    }
+}
+
+fn image_command(config: &runtime_backends::ImageConfig) -> Vec<String> {
+    let mut args = config.entrypoint.clone();
+    args.extend(config.cmd.iter().cloned());
+    if args.is_empty() {
+        args.push("/pause".to_string());
+    }
+    args
+}
+
+/// Read and discard a process's output (the pause process prints nothing worth keeping, but
+/// a full pipe would block it).
+pub(crate) fn drain(io: runtime_backends::TaskIo) {
+    for mut reader in [io.stdout, io.stderr] {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// What a failed RunPodSandbox must undo. Runs to the end even if the caller went away,
+/// because the create itself runs detached.
+#[derive(Default)]
+struct Rollback {
+    dirs: bool,
+    container: bool,
+}
+
+impl Rollback {
+    async fn run(self, crius: &Crius, id: &str) {
+        if self.container {
+            if let Err(e) = crius.backend.remove_container(id).await {
+                tracing::error!(sandbox = id, error = %e, "rollback: could not remove pause container");
+            }
+        }
+        if self.dirs {
+            files::remove_dirs(&crius.sandbox_root(id), &crius.sandbox_state(id));
+        }
+    }
+}
+
+/// Remove a sandbox's files and mounts (for recovery of half-made or vanished sandboxes).
+pub fn files_cleanup(crius: &Crius, id: &str) {
+    files::remove_dirs(&crius.sandbox_root(id), &crius.sandbox_state(id));
+}

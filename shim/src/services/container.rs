@@ -1,0 +1,216 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+//! ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cri_api::v1 as cri;
+
+use super::convert::{matches_selector, propagation_to_cri, resources, resources_to_cri, stop_signal_to_cri, to_map};
+use crate::domain::ContainerConfig;
+use crate::error::{Error, Result};
+use crate::runtime::Crius;
+use crate::store::{Container, ContainerState};
+
+fn require_id(id: &str, rpc: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidArgument(format!("{rpc}: container_id must not be empty")));
+    }
+    Ok(())
+}
+
+pub async fn create(crius: &Arc<Crius>, request: cri::CreateContainerRequest) -> Result<cri::CreateContainerResponse> {
+    if request.pod_sandbox_id.is_empty() {
+        return Err(Error::InvalidArgument("CreateContainer: pod_sandbox_id must not be empty".into()));
+    }
+    let config = ContainerConfig::try_from(
+        request.config.ok_or_else(|| Error::InvalidArgument("CreateContainer: config is required".into()))?,
+    )?;
+    let id = crius.create_container(&request.pod_sandbox_id, config).await?;
+    Ok(cri::CreateContainerResponse { container_id: id })
+}
+
+pub async fn start(crius: &Crius, request: cri::StartContainerRequest) -> Result<cri::StartContainerResponse> {
+    require_id(&request.container_id, "StartContainer")?;
+    crius.start_container(&request.container_id).await?;
+    Ok(cri::StartContainerResponse {})
+}
+
+pub async fn stop(crius: &Crius, request: cri::StopContainerRequest) -> Result<cri::StopContainerResponse> {
+    require_id(&request.container_id, "StopContainer")?;
+    crius.stop_container(&request.container_id, request.timeout).await?;
+    Ok(cri::StopContainerResponse {})
+}
+
+pub async fn remove(crius: &Crius, request: cri::RemoveContainerRequest) -> Result<cri::RemoveContainerResponse> {
+    require_id(&request.container_id, "RemoveContainer")?;
+    crius.remove_container(&request.container_id).await?;
+    Ok(cri::RemoveContainerResponse {})
+}
+
+fn state(container: &Container) -> i32 {
+    match container.status().state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown as i32,
+    }
+}
+
+fn image_spec(container: &Container) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: container.meta.config.image.clone(),
+        annotations: Default::default(),
+        user_specified_image: container.meta.config.user_specified_image.clone(),
+        runtime_handler: String::new(),
+        image_ref: container.meta.image_ref.clone(),
+    }
+}
+
+fn metadata(container: &Container) -> cri::ContainerMetadata {
+    let m = &container.meta.config.metadata;
+    cri::ContainerMetadata { name: m.name.clone(), attempt: m.attempt }
+}
+
+/// The uid/gid/groups the container's process runs as (from its OCI spec).
+fn user(container: &Container) -> Option<cri::ContainerUser> {
+    let process = container.meta.spec.process().as_ref()?;
+    let user = process.user();
+    Some(cri::ContainerUser {
+        linux: Some(cri::LinuxContainerUser {
+            uid: i64::from(user.uid()),
+            gid: i64::from(user.gid()),
+            supplemental_groups: user
+                .additional_gids()
+                .as_ref()
+                .map(|g| g.iter().map(|&g| i64::from(g)).collect())
+                .unwrap_or_default(),
+        }),
+    })
+}
+
+pub fn status_of(container: &Container) -> cri::ContainerStatus {
+    let meta = &container.meta;
+    let status = container.status();
+    cri::ContainerStatus {
+        id: meta.id.clone(),
+        metadata: Some(metadata(container)),
+        state: state(container),
+        created_at: meta.created_at,
+        started_at: status.started_at,
+        finished_at: status.finished_at,
+        exit_code: status.exit_code,
+        image: Some(image_spec(container)),
+        // CRI: image_ref is the image id (what ListImages reports as Image.id).
+        image_ref: meta.image_ref.clone(),
+        reason: status.reason.clone(),
+        message: status.message.clone(),
+        labels: to_map(&meta.config.labels),
+        annotations: to_map(&meta.config.annotations),
+        mounts: meta
+            .config
+            .mounts
+            .iter()
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                selinux_relabel: m.selinux_relabel,
+                propagation: propagation_to_cri(m.propagation),
+                uid_mappings: Vec::new(),
+                gid_mappings: Vec::new(),
+                recursive_read_only: m.recursive_read_only,
+                image: None,
+                image_sub_path: String::new(),
+            })
+            .collect(),
+        log_path: meta.log_path.clone(),
+        resources: status
+            .resources
+            .as_ref()
+            .map(|r| cri::ContainerResources { linux: Some(resources_to_cri(r)), windows: None }),
+        image_id: meta.image_id.clone(),
+        user: user(container),
+        stop_signal: stop_signal_to_cri(meta.config.stop_signal.as_deref()),
+    }
+}
+
+pub fn status(crius: &Crius, request: cri::ContainerStatusRequest) -> Result<cri::ContainerStatusResponse> {
+    require_id(&request.container_id, "ContainerStatus")?;
+    let container = crius.container(&request.container_id)?;
+    let mut info = std::collections::HashMap::new();
+    if request.verbose {
+        let verbose = serde_json::json!({
+            "sandboxID": container.meta.sandbox_id,
+            "pid": container.status().pid,
+            "runtimeSpec": container.meta.spec,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(cri::ContainerStatusResponse { status: Some(status_of(&container)), info })
+}
+
+pub fn list(crius: &Crius, request: cri::ListContainersRequest) -> Result<cri::ListContainersResponse> {
+    let filter = request.filter.unwrap_or_default();
+    let snapshot = crius.store.containers.snapshot();
+    let mut containers = Vec::with_capacity(snapshot.len());
+    let mut consider = |container: &Container| {
+        if !filter.pod_sandbox_id.is_empty() && !container.meta.sandbox_id.starts_with(&filter.pod_sandbox_id) {
+            return;
+        }
+        let state = state(container);
+        if filter.state.as_ref().is_some_and(|s| s.state != state) {
+            return;
+        }
+        if !matches_selector(&container.meta.config.labels, &filter.label_selector) {
+            return;
+        }
+        let meta = &container.meta;
+        containers.push(cri::Container {
+            id: meta.id.clone(),
+            pod_sandbox_id: meta.sandbox_id.clone(),
+            metadata: Some(metadata(container)),
+            image: Some(image_spec(container)),
+            image_ref: meta.image_ref.clone(),
+            state,
+            created_at: meta.created_at,
+            labels: to_map(&meta.config.labels),
+            annotations: to_map(&meta.config.annotations),
+            image_id: meta.image_id.clone(),
+        });
+    };
+    if filter.id.is_empty() {
+        snapshot.values().for_each(|c| consider(c));
+    } else if let Some(container) = crius.store.containers.get(&filter.id) {
+        consider(&container);
+    }
+    Ok(cri::ListContainersResponse { containers })
+}
+
+pub async fn update_resources(
+    crius: &Crius,
+    request: cri::UpdateContainerResourcesRequest,
+) -> Result<cri::UpdateContainerResourcesResponse> {
+    require_id(&request.container_id, "UpdateContainerResources")?;
+    let linux = request
+        .linux
+        .ok_or_else(|| Error::InvalidArgument("UpdateContainerResources: linux resources are required".into()))?;
+    crius.update_container_resources(&request.container_id, resources(linux)).await?;
+    Ok(cri::UpdateContainerResourcesResponse {})
+}
+
+pub async fn reopen_log(crius: &Crius, request: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse> {
+    require_id(&request.container_id, "ReopenContainerLog")?;
+    crius.reopen_container_log(&request.container_id).await?;
+    Ok(cri::ReopenContainerLogResponse {})
+}
+
+pub async fn exec_sync(crius: &Crius, request: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse> {
+    require_id(&request.container_id, "ExecSync")?;
+    if request.timeout < 0 {
+        return Err(Error::InvalidArgument(format!("ExecSync: timeout {} must not be negative", request.timeout)));
+    }
+    let timeout = Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0));
+    let output = crius.exec_sync(&request.container_id, request.cmd, timeout).await?;
+    Ok(cri::ExecSyncResponse { stdout: output.stdout, stderr: output.stderr, exit_code: output.exit_code })
+}

@@ -1,0 +1,166 @@
+//! ListImages, ImageStatus, RemoveImage, ImageFsInfo, PullImage.
+
+use std::sync::Arc;
+
+use cri_api::v1 as cri;
+use runtime_backends::ImageRecord;
+
+use crate::error::{Error, Result};
+use crate::runtime::{now_nanos, Crius};
+
+/// Normalise an image reference the way Docker and kubelet do: `busybox` →
+/// `docker.io/library/busybox:latest`. Image ids (`sha256:…`, bare hex) pass unchanged.
+pub fn normalize_reference(reference: &str) -> std::result::Result<String, String> {
+    let reference = reference.trim();
+    if reference.is_empty() {
+        return Err("empty image reference".into());
+    }
+    if reference.starts_with("sha256:") || (reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Ok(reference.to_string());
+    }
+    if reference.contains(char::is_whitespace) {
+        return Err(format!("invalid reference {reference:?}"));
+    }
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => {
+            if !d.starts_with("sha256:") || d.len() != 71 || !d[7..].bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("invalid digest {d:?}"));
+            }
+            (n, Some(d))
+        }
+        None => (reference, None),
+    };
+    let (first, rest) = match name.split_once('/') {
+        Some((f, r)) => (f, Some(r)),
+        None => (name, None),
+    };
+    let full = match rest {
+        Some(_) if first.contains('.') || first.contains(':') || first == "localhost" => name.to_string(),
+        Some(_) => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if last.is_empty() || full.split('/').any(str::is_empty) {
+        return Err(format!("invalid reference {reference:?}"));
+    }
+    let repo_part = full.rsplit_once('/').map(|(_, l)| l).unwrap_or(&full);
+    if repo_part.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("invalid reference {reference:?}: repository names must be lowercase"));
+    }
+    Ok(match digest {
+        Some(d) => format!("{full}@{d}"),
+        None if repo_part.contains(':') => full,
+        None => format!("{full}:latest"),
+    })
+}
+
+fn lookup(crius: &Crius, spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<Option<Arc<ImageRecord>>> {
+    let image = spec.map(|s| s.image.as_str()).unwrap_or_default();
+    if image.is_empty() {
+        return Err(Error::InvalidArgument(format!("{rpc}: image.image must not be empty")));
+    }
+    let index = crius.store.images.load();
+    if let Some(found) = index.find(image) {
+        return Ok(Some(found));
+    }
+    let normalized = normalize_reference(image).map_err(|e| Error::InvalidArgument(format!("{rpc}: {e}")))?;
+    Ok(index.find(&normalized))
+}
+
+fn to_cri(crius: &Crius, image: &ImageRecord) -> cri::Image {
+    // CRI: a numeric USER is reported as uid, a name as username.
+    let user = image.config.user.split(':').next().unwrap_or_default();
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(uid) => (Some(cri::Int64Value { value: uid }), String::new()),
+        Err(_) if user.is_empty() => (None, String::new()),
+        Err(_) => (None, user.to_string()),
+    };
+    let pinned = crius.store.images.load().find(&crius.pause_image).is_some_and(|p| p.id == image.id);
+    cri::Image {
+        id: image.id.clone(),
+        repo_tags: image.repo_tags.clone(),
+        repo_digests: image.repo_digests.clone(),
+        size: image.size,
+        uid,
+        username,
+        spec: Some(cri::ImageSpec { image: image.id.clone(), ..Default::default() }),
+        pinned,
+    }
+}
+
+pub fn list(crius: &Crius, request: cri::ListImagesRequest) -> Result<cri::ListImagesResponse> {
+    let wanted = request.filter.and_then(|f| f.image).map(|s| s.image).filter(|s| !s.is_empty());
+    let index = crius.store.images.load();
+    let images = match wanted {
+        Some(name) => {
+            let found = index.find(&name).or_else(|| normalize_reference(&name).ok().and_then(|n| index.find(&n)));
+            found.iter().map(|i| to_cri(crius, i)).collect()
+        }
+        None => index.images.iter().map(|i| to_cri(crius, i)).collect(),
+    };
+    Ok(cri::ListImagesResponse { images })
+}
+
+pub fn status(crius: &Crius, request: cri::ImageStatusRequest) -> Result<cri::ImageStatusResponse> {
+    // CRI: an image that is not present is answered with an empty image, not an error.
+    let Some(image) = lookup(crius, request.image.as_ref(), "ImageStatus")? else {
+        return Ok(cri::ImageStatusResponse { image: None, info: Default::default() });
+    };
+    let mut info = std::collections::HashMap::new();
+    if request.verbose {
+        let spec: serde_json::Value = serde_json::from_str(&image.config.raw).unwrap_or(serde_json::Value::Null);
+        let verbose = serde_json::json!({
+            "chainID": image.chain_id,
+            "manifestDigest": image.manifest_digest,
+            "imageSpec": spec,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(cri::ImageStatusResponse { image: Some(to_cri(crius, &image)), info })
+}
+
+pub async fn remove(crius: &Crius, request: cri::RemoveImageRequest) -> Result<cri::RemoveImageResponse> {
+    // CRI: removing an image that is not present succeeds.
+    let Some(image) = lookup(crius, request.image.as_ref(), "RemoveImage")? else {
+        return Ok(cri::RemoveImageResponse {});
+    };
+    let mut names: Vec<String> = image.repo_tags.iter().chain(&image.repo_digests).cloned().collect();
+    names.push(image.id.clone());
+    for name in names {
+        crius.backend.remove_image_name(&name).await?;
+    }
+    crius.refresh_images().await?;
+    Ok(cri::RemoveImageResponse {})
+}
+
+pub fn fs_info(crius: &Crius) -> Result<cri::ImageFsInfoResponse> {
+    let usage = crius.image_fs.load();
+    let fs = cri::FilesystemUsage {
+        timestamp: now_nanos(),
+        fs_id: Some(cri::FilesystemIdentifier { mountpoint: usage.mountpoint.clone() }),
+        used_bytes: Some(cri::UInt64Value { value: usage.used_bytes }),
+        inodes_used: Some(cri::UInt64Value { value: usage.inodes_used }),
+    };
+    Ok(cri::ImageFsInfoResponse { image_filesystems: vec![fs.clone()], container_filesystems: vec![fs] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_reference as n;
+
+    #[test]
+    fn references_normalise_like_docker() {
+        assert_eq!(n("busybox").unwrap(), "docker.io/library/busybox:latest");
+        assert_eq!(n("busybox:1").unwrap(), "docker.io/library/busybox:1");
+        assert_eq!(n("user/app").unwrap(), "docker.io/user/app:latest");
+        assert_eq!(n("localhost/crius/busybox:1").unwrap(), "localhost/crius/busybox:1");
+        assert_eq!(n("127.0.0.1:5000/a/b").unwrap(), "127.0.0.1:5000/a/b:latest");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(n(&format!("busybox@{digest}")).unwrap(), format!("docker.io/library/busybox@{digest}"));
+        assert_eq!(n(&digest).unwrap(), digest);
+        assert!(n("").is_err());
+        assert!(n("busybox@sha256:xyz").is_err());
+        assert!(n("Busybox").is_err());
+        assert!(n("a//b").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Version, Status, RuntimeConfig, UpdateRuntimeConfig.
+
+use cri_api::v1 as cri;
+
+use crate::cgroups::CgroupDriver;
+use crate::error::Result;
+use crate::runtime::Crius;
+
+pub const RUNTIME_NAME: &str = "crius";
+pub const RUNTIME_API_VERSION: &str = "v1";
+
+pub fn version() -> cri::VersionResponse {
+    cri::VersionResponse {
+        version: "0.1.0".to_string(),
+        runtime_name: RUNTIME_NAME.to_string(),
+        runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+        runtime_api_version: RUNTIME_API_VERSION.to_string(),
+    }
+}
+
+pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusResponse> {
+    let backend_up = crius.backend_healthy();
+    let runtime = cri::RuntimeCondition {
+        r#type: "RuntimeReady".to_string(),
+        status: backend_up,
+        reason: if backend_up { String::new() } else { "BackendUnavailable".to_string() },
+        message: if backend_up {
+            String::new()
+        } else {
+            format!("crius cannot reach {}", crius.backend.name())
+        },
+    };
+    // Pod networking (CNI) is not built yet: say so rather than pretend.
+    let network = cri::RuntimeCondition {
+        r#type: "NetworkReady".to_string(),
+        status: false,
+        reason: "NetworkPluginNotReady".to_string(),
+        message: "crius: CNI networking is not available yet; pods get an isolated network namespace without interfaces".to_string(),
+    };
+    let mut info = std::collections::HashMap::new();
+    if request.verbose {
+        let config = serde_json::json!({
+            "backend": crius.backend.name(),
+            "cgroupDriver": crius.cgroups.name(),
+            "pauseImage": crius.pause_image,
+            "root": crius.config.root,
+            "state": crius.config.state,
+        });
+        info.insert("config".to_string(), config.to_string());
+    }
+    let handler = |name: &str| cri::RuntimeHandler {
+        name: name.to_string(),
+        features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }),
+    };
+    Ok(cri::StatusResponse {
+        status: Some(cri::RuntimeStatus { conditions: vec![runtime, network] }),
+        info,
+        runtime_handlers: vec![handler(""), handler("runc")],
+        features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true, user_namespaces_host_network: false }),
+    })
+}
+
+pub fn runtime_config(crius: &Crius) -> cri::RuntimeConfigResponse {
+    let driver = if crius.cgroups.is_systemd() { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
+    cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) }
+}

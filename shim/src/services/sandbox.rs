@@ -1,0 +1,128 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+
+use std::sync::Arc;
+
+use cri_api::v1 as cri;
+
+use super::convert::{matches_selector, namespaces_to_cri, to_map};
+use crate::domain::SandboxConfig;
+use crate::error::{Error, Result};
+use crate::runtime::Crius;
+use crate::store::{Sandbox, SandboxState};
+
+fn require_id(id: &str, rpc: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidArgument(format!("{rpc}: pod_sandbox_id must not be empty")));
+    }
+    Ok(())
+}
+
+pub async fn run(crius: &Arc<Crius>, request: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse> {
+    let config = SandboxConfig::try_from(request)?;
+    let id = crius.run_sandbox(config).await?;
+    Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
+}
+
+pub async fn stop(crius: &Crius, request: cri::StopPodSandboxRequest) -> Result<cri::StopPodSandboxResponse> {
+    require_id(&request.pod_sandbox_id, "StopPodSandbox")?;
+    crius.stop_sandbox(&request.pod_sandbox_id).await?;
+    Ok(cri::StopPodSandboxResponse {})
+}
+
+pub async fn remove(crius: &Crius, request: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse> {
+    require_id(&request.pod_sandbox_id, "RemovePodSandbox")?;
+    crius.remove_sandbox(&request.pod_sandbox_id).await?;
+    Ok(cri::RemovePodSandboxResponse {})
+}
+
+fn state(sandbox: &Sandbox) -> i32 {
+    match sandbox.status().state {
+        SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        SandboxState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn metadata(config: &SandboxConfig) -> cri::PodSandboxMetadata {
+    let m = &config.metadata;
+    cri::PodSandboxMetadata { name: m.name.clone(), uid: m.uid.clone(), namespace: m.namespace.clone(), attempt: m.attempt }
+}
+
+pub fn status_of(sandbox: &Sandbox) -> cri::PodSandboxStatus {
+    let meta = &sandbox.meta;
+    let ready = sandbox.status().state == SandboxState::Ready;
+    cri::PodSandboxStatus {
+        id: meta.id.clone(),
+        metadata: Some(metadata(&meta.config)),
+        state: state(sandbox),
+        created_at: meta.created_at,
+        // CRI: a stopped sandbox reports no IP.
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: if ready { meta.ip.clone() } else { String::new() },
+            additional_ips: if ready {
+                meta.additional_ips.iter().map(|ip| cri::PodIp { ip: ip.clone() }).collect()
+            } else {
+                Vec::new()
+            },
+        }),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace { options: Some(namespaces_to_cri(&meta.config.security.namespaces)) }),
+        }),
+        labels: to_map(&meta.config.labels),
+        annotations: to_map(&meta.config.annotations),
+        runtime_handler: meta.config.runtime_handler.clone(),
+    }
+}
+
+pub fn status(crius: &Crius, request: cri::PodSandboxStatusRequest) -> Result<cri::PodSandboxStatusResponse> {
+    require_id(&request.pod_sandbox_id, "PodSandboxStatus")?;
+    let sandbox = crius.sandbox(&request.pod_sandbox_id)?;
+    let mut info = std::collections::HashMap::new();
+    if request.verbose {
+        let status = sandbox.status();
+        let verbose = serde_json::json!({
+            "pid": status.pid,
+            "image": sandbox.meta.pause_image,
+            "cgroupsPath": sandbox.meta.cgroups_path,
+            "netnsPath": sandbox.meta.netns_path,
+            "config": sandbox.meta.config,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(cri::PodSandboxStatusResponse {
+        status: Some(status_of(&sandbox)),
+        info,
+        containers_statuses: Vec::new(),
+        timestamp: crate::runtime::now_nanos(),
+    })
+}
+
+pub fn list(crius: &Crius, request: cri::ListPodSandboxRequest) -> Result<cri::ListPodSandboxResponse> {
+    let filter = request.filter.unwrap_or_default();
+    let snapshot = crius.store.sandboxes.snapshot();
+    let mut items: Vec<cri::PodSandbox> = Vec::with_capacity(snapshot.len());
+    let mut consider = |sandbox: &Sandbox| {
+        let state = state(sandbox);
+        if filter.state.as_ref().is_some_and(|s| s.state != state) {
+            return;
+        }
+        if !matches_selector(&sandbox.meta.config.labels, &filter.label_selector) {
+            return;
+        }
+        let meta = &sandbox.meta;
+        items.push(cri::PodSandbox {
+            id: meta.id.clone(),
+            metadata: Some(metadata(&meta.config)),
+            state,
+            created_at: meta.created_at,
+            labels: to_map(&meta.config.labels),
+            annotations: to_map(&meta.config.annotations),
+            runtime_handler: meta.config.runtime_handler.clone(),
+        });
+    };
+    if filter.id.is_empty() {
+        snapshot.values().for_each(|s| consider(s));
+    } else if let Some(sandbox) = crius.store.sandboxes.get(&filter.id) {
+        consider(&sandbox);
+    }
+    Ok(cri::ListPodSandboxResponse { items })
+}

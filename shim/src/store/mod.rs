@@ -1,0 +1,296 @@
+//! The in-memory index that answers kubelet's hot calls (DESIGN.md decision 2).
+//!
+//! Each table is a copy-on-write map behind an `ArcSwap`: readers load a snapshot without
+//! locking and never wait on writers; writers (lifecycle calls, rare by comparison) copy
+//! the map of `Arc`s under a mutex. Each entry has immutable metadata and a small mutable
+//! status, itself swapped atomically.
+
+mod names;
+mod persist;
+
+pub use names::{NameRegistry, Reservation};
+pub use persist::StateDir;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use runtime_backends::ImageRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ContainerConfig, Resources, SandboxConfig};
+
+/// A copy-on-write table of entries by id.
+pub struct Table<T> {
+    map: ArcSwap<HashMap<String, Arc<T>>>,
+    write: Mutex<()>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self { map: ArcSwap::from_pointee(HashMap::new()), write: Mutex::new(()) }
+    }
+}
+
+impl<T> Table<T> {
+    pub fn snapshot(&self) -> Arc<HashMap<String, Arc<T>>> {
+        self.map.load_full()
+    }
+
+    /// An entry by full id, or by a unique id prefix (as crictl allows).
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        let map = self.map.load();
+        if let Some(entry) = map.get(id) {
+            return Some(entry.clone());
+        }
+        if id.is_empty() {
+            return None;
+        }
+        let mut matches = map.iter().filter(|(k, _)| k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some((_, entry)), None) => Some(entry.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn insert(&self, id: String, entry: Arc<T>) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::clone(&self.map.load());
+        next.insert(id, entry);
+        self.map.store(Arc::new(next));
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<T>> {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.map.load_full();
+        if !current.contains_key(id) {
+            return None;
+        }
+        let mut next = HashMap::clone(&current);
+        let removed = next.remove(id);
+        self.map.store(Arc::new(next));
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// What never changes about a sandbox after RunPodSandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxMeta {
+    pub id: String,
+    /// The reserved name, `name_namespace_uid_attempt`.
+    pub name: String,
+    pub config: SandboxConfig,
+    pub created_at: i64,
+    /// Bind-mounted network namespace, when crius made one.
+    pub netns_path: Option<String>,
+    pub ip: String,
+    pub additional_ips: Vec<String>,
+    pub pause_image: String,
+    /// Host directory of the pod's resolv.conf, hostname, hosts and shm.
+    pub files_dir: String,
+    pub cgroups_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub state: SandboxState,
+    /// PID of the pause process while it runs.
+    pub pid: u32,
+}
+
+pub struct Sandbox {
+    pub meta: SandboxMeta,
+    pub status: ArcSwap<SandboxStatus>,
+    /// Serialises lifecycle calls on this sandbox.
+    pub op: tokio::sync::Mutex<()>,
+}
+
+impl Sandbox {
+    pub fn new(meta: SandboxMeta, status: SandboxStatus) -> Self {
+        Self { meta, status: ArcSwap::from_pointee(status), op: tokio::sync::Mutex::new(()) }
+    }
+    pub fn status(&self) -> Arc<SandboxStatus> {
+        self.status.load_full()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// What never changes about a container after CreateContainer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub id: String,
+    pub name: String,
+    pub sandbox_id: String,
+    pub config: ContainerConfig,
+    /// CRI image id (config digest); `image_ref` in ContainerStatus.
+    pub image_id: String,
+    /// First repo digest of the image when known, else its id.
+    pub image_ref: String,
+    pub created_at: i64,
+    /// Absolute log path (sandbox log_directory + config log_path), empty when none.
+    pub log_path: String,
+    /// The OCI spec the container was created with (exec processes inherit from it).
+    pub spec: oci_spec::runtime::Spec,
+    /// Stop signal from the config or the image, resolved to a number.
+    pub stop_signal: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub state: ContainerState,
+    pub pid: u32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// The kernel OOM killer hit this container while it ran.
+    pub oom_killed: bool,
+    /// Resources as last applied (create or UpdateContainerResources).
+    pub resources: Option<Resources>,
+}
+
+impl ContainerStatus {
+    pub fn created(resources: Option<Resources>) -> Self {
+        Self {
+            state: ContainerState::Created,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            oom_killed: false,
+            resources,
+        }
+    }
+}
+
+pub struct Container {
+    pub meta: ContainerMeta,
+    pub status: ArcSwap<ContainerStatus>,
+    pub op: tokio::sync::Mutex<()>,
+    /// The log writer, while crius copies the container's output.
+    pub log: Mutex<Option<Arc<crate::logs::LogFile>>>,
+}
+
+impl Container {
+    pub fn new(meta: ContainerMeta, status: ContainerStatus) -> Self {
+        Self {
+            meta,
+            status: ArcSwap::from_pointee(status),
+            op: tokio::sync::Mutex::new(()),
+            log: Mutex::new(None),
+        }
+    }
+    pub fn status(&self) -> Arc<ContainerStatus> {
+        self.status.load_full()
+    }
+    /// Apply a change to the status (readers see either the old or the new one).
+    pub fn update(&self, mut change: impl FnMut(&mut ContainerStatus)) -> Arc<ContainerStatus> {
+        let mut result = None;
+        self.status.rcu(|current| {
+            let mut next = ContainerStatus::clone(current);
+            change(&mut next);
+            let next = Arc::new(next);
+            result = Some(next.clone());
+            next
+        });
+        result.unwrap_or_else(|| self.status.load_full())
+    }
+}
+
+/// Images by id, with name lookups.
+#[derive(Default)]
+pub struct ImageIndex {
+    pub images: Vec<Arc<ImageRecord>>,
+    by_name: HashMap<String, Arc<ImageRecord>>,
+}
+
+impl ImageIndex {
+    pub fn new(records: Vec<ImageRecord>) -> Self {
+        let images: Vec<Arc<ImageRecord>> = records.into_iter().map(Arc::new).collect();
+        let mut by_name = HashMap::new();
+        for image in &images {
+            by_name.insert(image.id.clone(), image.clone());
+            for name in image.repo_tags.iter().chain(&image.repo_digests) {
+                by_name.insert(name.clone(), image.clone());
+            }
+        }
+        Self { images, by_name }
+    }
+
+    /// Find an image by id, tag or digest reference (already normalised), or id prefix.
+    pub fn find(&self, reference: &str) -> Option<Arc<ImageRecord>> {
+        if let Some(image) = self.by_name.get(reference) {
+            return Some(image.clone());
+        }
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found = self.images.iter().filter(|i| i.id.trim_start_matches("sha256:").starts_with(hex));
+            if let (Some(image), None) = (found.next(), found.next()) {
+                return Some(image.clone());
+            }
+        }
+        None
+    }
+}
+
+/// Everything crius knows, in memory.
+#[derive(Default)]
+pub struct Store {
+    pub sandboxes: Table<Sandbox>,
+    pub containers: Table<Container>,
+    pub images: ArcSwap<ImageIndex>,
+    pub names: NameRegistry,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_get_accepts_unique_prefix_only() {
+        let table: Table<u32> = Table::default();
+        table.insert("abcdef".into(), Arc::new(1));
+        table.insert("abcxyz".into(), Arc::new(2));
+        assert_eq!(table.get("abcdef").as_deref(), Some(&1));
+        assert_eq!(table.get("abcd").as_deref(), Some(&1));
+        assert!(table.get("abc").is_none(), "ambiguous prefix must not match");
+        assert!(table.get("").is_none());
+        assert!(table.remove("abcdef").is_some());
+        assert!(table.remove("abcdef").is_none());
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn readers_keep_their_snapshot_while_writers_replace_it() {
+        let table: Table<u32> = Table::default();
+        table.insert("a".into(), Arc::new(1));
+        let snapshot = table.snapshot();
+        table.insert("b".into(), Arc::new(2));
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(table.snapshot().len(), 2);
+    }
+}
