@@ -1,0 +1,52 @@
+//! The conformance cases, grouped as critest groups them. Every case asserts concrete values
+//! and was validated against the reference (containerd 1.6's built-in CRI).
+
+mod container;
+mod events;
+mod image;
+mod logs;
+mod mounts;
+mod namespaces;
+mod prelude;
+mod resources;
+mod runtime_info;
+mod sandbox;
+mod security;
+mod stats;
+mod streaming;
+
+use crate::runner::Case;
+
+/// Every case, in report order.
+pub fn all() -> Vec<Case> {
+    [
+        runtime_info::cases(),
+        sandbox::cases(),
+        namespaces::cases(),
+        container::cases(),
+        mounts::cases(),
+        resources::cases(),
+        logs::cases(),
+        image::cases(),
+        security::cases(),
+        streaming::cases(),
+        stats::cases(),
+        events::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn case_names_are_unique_and_there_are_enough() {
+        let cases = super::all();
+        let names: HashSet<String> = cases.iter().map(|c| c.full_name()).collect();
+        assert_eq!(names.len(), cases.len(), "duplicate case names");
+        assert!(cases.len() >= 120, "only {} cases", cases.len());
+    }
+}

@@ -1,0 +1,93 @@
+//! Assertions and RPC call helpers. A failed check is an `Err` that says what was expected
+//! and what came back; an RPC answering `Unimplemented` turns the case into a skip.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use anyhow::{bail, Result};
+use tonic::{Code, Status};
+
+use super::skip;
+
+/// `code: message` of a gRPC status, for failure messages.
+pub fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// The skip every helper raises for an RPC the endpoint does not implement.
+pub fn unimplemented(rpc: &str, status: &Status) -> anyhow::Error {
+    skip(format!(
+        "{rpc} is not implemented by the endpoint ({})",
+        describe(status)
+    ))
+}
+
+/// Awaits an RPC and returns its message. `Unimplemented` skips the case; any other error
+/// fails it, naming the RPC.
+pub async fn call<T>(
+    rpc: &'static str,
+    request: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T> {
+    match request.await {
+        Ok(response) => Ok(response.into_inner()),
+        Err(status) if status.code() == Code::Unimplemented => Err(unimplemented(rpc, &status)),
+        Err(status) => bail!("{rpc} failed: {}", describe(&status)),
+    }
+}
+
+/// Awaits an RPC that must fail and returns its status. Success fails the case;
+/// `Unimplemented` skips it.
+pub async fn call_err<T: Debug>(
+    rpc: &'static str,
+    request: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<Status> {
+    match request.await {
+        Ok(response) => bail!(
+            "{rpc}: expected an error, got success: {:?}",
+            response.into_inner()
+        ),
+        Err(status) if status.code() == Code::Unimplemented => Err(unimplemented(rpc, &status)),
+        Err(status) => Ok(status),
+    }
+}
+
+/// Fails unless `status` carries one of `codes`.
+pub fn ensure_code(rpc: &str, status: &Status, codes: &[Code]) -> Result<()> {
+    if codes.contains(&status.code()) {
+        Ok(())
+    } else {
+        bail!(
+            "{rpc}: expected an error with code {}, got {}",
+            codes
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            describe(status)
+        )
+    }
+}
+
+/// Fails unless `haystack` contains `needle`.
+pub fn ensure_contains(what: &str, haystack: &str, needle: &str) -> Result<()> {
+    if haystack.contains(needle) {
+        Ok(())
+    } else {
+        bail!("{what}: expected to contain {needle:?}, got {haystack:?}")
+    }
+}
+
+/// `ensure_eq!(got, expected, "what {}", arg)`: fails with `what: expected X, got Y`.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($got:expr, $want:expr, $($what:tt)+) => {
+        // `match` keeps temporaries in `$got` alive for the comparison.
+        match (&$got, &$want) {
+            (got, want) => {
+                if got != want {
+                    ::anyhow::bail!("{}: expected {:?}, got {:?}", format!($($what)+), want, got);
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,432 @@
+//! End to end: a real gRPC client drives crius over its socket on a private containerd.
+//! Needs root and the packages from `scripts/install-deps` (`scripts/test` runs it).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use conformance::harness::containerd::{Containerd, ContainerdOptions};
+use conformance::harness::crius::Crius;
+use conformance::harness::images::Images;
+use conformance::runner::connect;
+use cri_api::v1 as cri;
+use cri_api::v1::image_service_client::ImageServiceClient;
+use cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+const BUSYBOX: &str = "localhost/crius/busybox:1";
+const NAMESPACE: &str = "crius";
+
+struct Env {
+    crius: Crius,
+    containerd: Containerd,
+    rt: RuntimeServiceClient<Channel>,
+    img: ImageServiceClient<Channel>,
+    logs: tempfile::TempDir,
+}
+
+async fn env() -> Result<Env> {
+    let containerd = Containerd::start(ContainerdOptions::default())?;
+    let images = Images::get()?;
+    images.import(&containerd, NAMESPACE, BUSYBOX)?;
+    let crius = Crius::start(None, containerd.socket(), &[])?;
+    let channel = connect::channel(&crius.endpoint()).await?;
+    Ok(Env {
+        rt: connect::runtime_client(channel.clone()),
+        img: connect::image_client(channel),
+        crius,
+        containerd,
+        logs: tempfile::tempdir()?,
+    })
+}
+
+impl Env {
+    async fn reconnect(&mut self) -> Result<()> {
+        let channel = connect::channel(&self.crius.endpoint()).await?;
+        self.rt = connect::runtime_client(channel.clone());
+        self.img = connect::image_client(channel);
+        Ok(())
+    }
+
+    fn sandbox_config(&self, name: &str) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.to_string(),
+                uid: format!("uid-{name}"),
+                namespace: "default".to_string(),
+                attempt: 0,
+            }),
+            hostname: format!("host-{name}"),
+            log_directory: self.logs.path().join(name).display().to_string(),
+            labels: HashMap::from([("app".to_string(), name.to_string())]),
+            annotations: HashMap::from([("note".to_string(), format!("pod {name}"))]),
+            linux: Some(cri::LinuxPodSandboxConfig::default()),
+            ..Default::default()
+        }
+    }
+
+    async fn run_sandbox(&mut self, name: &str) -> Result<(String, cri::PodSandboxConfig)> {
+        let config = self.sandbox_config(name);
+        let id = self
+            .rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+            .await?
+            .into_inner()
+            .pod_sandbox_id;
+        Ok((id, config))
+    }
+
+    async fn create(
+        &mut self,
+        sandbox: &str,
+        sandbox_config: &cri::PodSandboxConfig,
+        name: &str,
+        command: &[&str],
+        resources: Option<cri::LinuxContainerResources>,
+    ) -> Result<String> {
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata { name: name.to_string(), attempt: 0 }),
+            image: Some(cri::ImageSpec { image: BUSYBOX.to_string(), ..Default::default() }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            labels: HashMap::from([("container".to_string(), name.to_string())]),
+            annotations: HashMap::from([("c-note".to_string(), "x".to_string())]),
+            linux: Some(cri::LinuxContainerConfig { resources, security_context: None }),
+            ..Default::default()
+        };
+        Ok(self
+            .rt
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.to_string(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id)
+    }
+
+    async fn status(&mut self, id: &str) -> Result<cri::ContainerStatus> {
+        self.rt
+            .container_status(cri::ContainerStatusRequest { container_id: id.to_string(), verbose: false })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")
+    }
+
+    async fn wait_state(&mut self, id: &str, state: cri::ContainerState, within: Duration) -> Result<cri::ContainerStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status(id).await?;
+            if status.state == state as i32 {
+                return Ok(status);
+            }
+            ensure!(Instant::now() < deadline, "container {id} is {:?}, wanted {state:?}", status.state);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sandbox_state(&mut self, id: &str) -> Result<i32> {
+        Ok(self
+            .rt
+            .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.to_string(), verbose: false })
+            .await?
+            .into_inner()
+            .status
+            .context("no sandbox status")?
+            .state)
+    }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
+    let mut env = env().await?;
+    let (sandbox, sandbox_config) = env.run_sandbox("life").await?;
+    assert_eq!(env.sandbox_state(&sandbox).await?, cri::PodSandboxState::SandboxReady as i32);
+
+    let long = "x".repeat(40 * 1024);
+    let script = format!("echo out-line; echo err-line >&2; echo {long}; trap 'exit 7' TERM; while true; do sleep 0.1; done");
+    let id = env.create(&sandbox, &sandbox_config, "app", &["sh", "-c", &script], None).await?;
+    let created = env.status(&id).await?;
+    assert_eq!(created.state, cri::ContainerState::ContainerCreated as i32);
+    assert!(created.created_at > 0);
+    assert_eq!(created.metadata.as_ref().map(|m| m.name.as_str()), Some("app"));
+    assert_eq!(created.labels.get("container").map(String::as_str), Some("app"));
+
+    env.rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
+    let running = env.status(&id).await?;
+    assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(running.started_at >= running.created_at);
+
+    // ListContainers reflects the state and honours filters.
+    let listed = env
+        .rt
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: sandbox.clone(),
+                state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+
+    // ExecSync: stdout, stderr, exit code; a timeout answers DeadlineExceeded.
+    let exec = env
+        .rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo hi; echo oops >&2; hostname; exit 3".into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "hi\nhost-life\n");
+    assert_eq!(String::from_utf8_lossy(&exec.stderr), "oops\n");
+    assert_eq!(exec.exit_code, 3);
+    let timed_out = env
+        .rt
+        .exec_sync(cri::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sleep".into(), "30".into()], timeout: 1 })
+        .await;
+    assert_eq!(code(timed_out), tonic::Code::DeadlineExceeded);
+
+    // The CRI log: both streams, RFC3339Nano timestamps, the long line split P..F.
+    let log_path = env.logs.path().join("life").join("app.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.lines().count() >= 5 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let line = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (P|F) ")?;
+    for l in log.lines() {
+        assert!(line.is_match(l), "bad CRI log line: {:.80}", l);
+    }
+    assert!(log.contains(" stdout F out-line"), "{log:.300}");
+    assert!(log.contains(" stderr F err-line"), "{log:.300}");
+    assert!(log.lines().any(|l| l.contains(" stdout P xxx")), "long line must be split with P");
+    let joined: String = log
+        .lines()
+        .filter(|l| l.contains(" stdout ") && l.ends_with('x'))
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default())
+        .collect();
+    assert_eq!(joined.len(), long.len());
+
+    // Stop: SIGTERM → the trap exits 7; reason Error, finished time set.
+    env.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 10 }).await?;
+    let stopped = env.status(&id).await?;
+    assert_eq!(stopped.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!(stopped.exit_code, 7);
+    assert_eq!(stopped.reason, "Error");
+    assert!(stopped.finished_at >= stopped.started_at);
+    // Idempotent stop.
+    env.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await?;
+
+    // A container that completes by itself.
+    let done = env.create(&sandbox, &sandbox_config, "done", &["sh", "-c", "exit 0"], None).await?;
+    env.rt.start_container(cri::StartContainerRequest { container_id: done.clone() }).await?;
+    let exited = env.wait_state(&done, cri::ContainerState::ContainerExited, Duration::from_secs(10)).await?;
+    assert_eq!(exited.exit_code, 0);
+    assert_eq!(exited.reason, "Completed");
+
+    // image_ref equals the image id ListImages reports.
+    let images = env.img.list_images(cri::ListImagesRequest { filter: None }).await?.into_inner().images;
+    let busybox = images.iter().find(|i| i.repo_tags.iter().any(|t| t == BUSYBOX)).context("busybox listed")?;
+    assert_eq!(exited.image_ref, busybox.id);
+
+    env.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await?;
+    assert_eq!(code(env.rt.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await), tonic::Code::NotFound);
+    env.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await?;
+
+    env.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+    assert_eq!(env.sandbox_state(&sandbox).await?, cri::PodSandboxState::SandboxNotready as i32);
+    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+    let left = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(env.rt.list_containers(cri::ListContainersRequest { filter: None }).await?.into_inner().containers.is_empty());
+    let leftover = env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    assert!(leftover.trim().is_empty(), "containers left in containerd: {leftover}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn oom_killed_container_reports_oomkilled() -> Result<()> {
+    let mut env = env().await?;
+    let (sandbox, config) = env.run_sandbox("oom").await?;
+    let limits = cri::LinuxContainerResources { memory_limit_in_bytes: 16 * 1024 * 1024, ..Default::default() };
+    // Grow a shell variable until the kernel kills the process at the cgroup's limit.
+    let id = env
+        .create(&sandbox, &config, "hog", &["sh", "-c", "x=a; while true; do x=$x$x; done"], Some(limits))
+        .await?;
+    env.rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
+    let exited = env.wait_state(&id, cri::ContainerState::ContainerExited, Duration::from_secs(30)).await?;
+    assert_eq!(exited.reason, "OOMKilled", "status: {exited:?}");
+    assert_eq!(exited.exit_code, 137);
+    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_codes() -> Result<()> {
+    let mut env = env().await?;
+    let missing_metadata = env
+        .rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cri::PodSandboxConfig::default()),
+            runtime_handler: String::new(),
+        })
+        .await;
+    assert_eq!(code(missing_metadata), tonic::Code::InvalidArgument);
+    let unknown = env
+        .rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: "f00dfeed".into(), verbose: false })
+        .await;
+    assert_eq!(code(unknown), tonic::Code::NotFound);
+    assert_eq!(
+        code(env.rt.container_status(cri::ContainerStatusRequest { container_id: "nope".into(), verbose: false }).await),
+        tonic::Code::NotFound
+    );
+    let handler = env
+        .rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(env.sandbox_config("handler")),
+            runtime_handler: "kata".into(),
+        })
+        .await;
+    assert_eq!(code(handler), tonic::Code::InvalidArgument);
+
+    let (sandbox, config) = env.run_sandbox("dup").await?;
+    let again = env
+        .rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .await;
+    assert_eq!(code(again), tonic::Code::AlreadyExists);
+    env.create(&sandbox, &config, "c", &["sleep", "60"], None).await?;
+    let dup_container = env.create(&sandbox, &config, "c", &["sleep", "60"], None).await;
+    let err = dup_container.expect_err("duplicate container name must fail");
+    let status = err.downcast_ref::<tonic::Status>().context("a gRPC status")?;
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    let missing_image = env
+        .rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata { name: "noimg".into(), attempt: 0 }),
+                image: Some(cri::ImageSpec { image: "localhost/nothing/here:1".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(config.clone()),
+        })
+        .await;
+    assert_eq!(code(missing_image), tonic::Code::NotFound);
+
+    // containerd down: calls that need it answer Unavailable; crius recovers when it returns.
+    let (other, other_config) = env.run_sandbox("while-down").await?;
+    env.containerd.stop()?;
+    let down = env.create(&other, &other_config, "x", &["sleep", "60"], None).await;
+    let err = down.expect_err("create must fail while containerd is down");
+    let status = err.downcast_ref::<tonic::Status>().context("a gRPC status")?;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    // Hot reads are answered from memory meanwhile.
+    let listed = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    assert_eq!(listed.len(), 2);
+    env.containerd.start_again()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match env.create(&other, &other_config, "x", &["sleep", "60"], None).await {
+            Ok(_) => break,
+            Err(e) => ensure!(Instant::now() < deadline, "crius did not recover after containerd came back: {e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for id in [sandbox, other] {
+        env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> {
+    let mut env = env().await?;
+    let (sandbox, config) = env.run_sandbox("survivor").await?;
+    let running = env
+        .create(&sandbox, &config, "runner", &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"], None)
+        .await?;
+    env.rt.start_container(cri::StartContainerRequest { container_id: running.clone() }).await?;
+    let created = env.create(&sandbox, &config, "idle", &["sleep", "1"], None).await?;
+    let before_sandboxes = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    let before_running = env.status(&running).await?;
+    let before_created = env.status(&created).await?;
+
+    // A half-made object: a labelled container crius has no record of, as a crash mid-create leaves.
+    env.containerd.ctr_ns(
+        NAMESPACE,
+        ["containers", "create", "--label", "io.crius.managed=true", "--label", "io.crius.kind=container", BUSYBOX, "half-made"],
+    )?;
+
+    env.crius.kill9()?;
+    env.crius.start_again()?;
+    env.reconnect().await?;
+
+    let after_sandboxes = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    assert_eq!(before_sandboxes, after_sandboxes);
+    let after_running = env.status(&running).await?;
+    assert_eq!(before_running, after_running);
+    assert_eq!(before_created, env.status(&created).await?);
+    let ids = env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    assert!(!ids.contains("half-made"), "the half-made container must be gone: {ids}");
+
+    // Output written after the restart still reaches the same log file.
+    let log_path = env.logs.path().join("survivor").join("runner.log");
+    let lines_at_restart = std::fs::read_to_string(&log_path)?.lines().count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.lines().count() > lines_at_restart + 3 {
+            assert!(log.contains("stdout F tick 0"), "{log}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no new log lines after restart: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exec = env
+        .rt
+        .exec_sync(cri::ExecSyncRequest { container_id: running.clone(), cmd: vec!["true".into()], timeout: 10 })
+        .await?
+        .into_inner();
+    assert_eq!(exec.exit_code, 0);
+
+    env.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+
+    // Nothing of ours is left: containers, tasks, snapshots, mounts, cgroups.
+    assert!(env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?.trim().is_empty());
+    assert!(env.containerd.ctr_ns(NAMESPACE, ["tasks", "ls", "-q"])?.trim().is_empty());
+    let snapshots = env.containerd.ctr_ns(NAMESPACE, ["snapshots", "ls"])?;
+    assert!(!snapshots.contains("Active"), "active snapshots left: {snapshots}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for id in [&sandbox, &running, &created] {
+        assert!(!mounts.contains(id.as_str()), "a mount of {id} is left");
+        for controller in ["memory", "cpu", "pids"] {
+            let cgroup = std::path::Path::new("/sys/fs/cgroup").join(controller).join("crius").join(id);
+            assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
+        }
+    }
+    let state_dir = env.crius.state().join("sandboxes");
+    let leftovers: Vec<_> = std::fs::read_dir(&state_dir).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "state left: {leftovers:?}");
+    Ok(())
+}
