@@ -1,0 +1,111 @@
+//! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
+//! name is free again afterwards (DESIGN.md decision 5). No daemons needed.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use runtime_backends::fake::FakeBackend;
+use runtime_backends::{ImageConfig, ImageRecord};
+use shim::config::{self, Cli};
+use shim::domain::{ContainerConfig, ContainerMetadata, NamespaceMode, PodMetadata, SandboxConfig};
+use shim::runtime::Crius;
+
+fn crius(fake: Arc<FakeBackend>, dir: &std::path::Path) -> Arc<Crius> {
+    let cli = Cli::parse_from([
+        "crius",
+        "--config",
+        dir.join("absent.toml").to_str().unwrap_or_default(),
+        "--root",
+        dir.join("root").to_str().unwrap_or_default(),
+        "--state",
+        dir.join("state").to_str().unwrap_or_default(),
+        "--cgroup-driver",
+        "cgroupfs",
+    ]);
+    // An explicitly named config file must exist.
+    std::fs::write(dir.join("absent.toml"), "").unwrap();
+    let config = config::load(&cli).unwrap();
+    let image = |id: &str, tag: &str| ImageRecord {
+        id: id.to_string(),
+        repo_tags: vec![tag.to_string()],
+        repo_digests: vec![],
+        size: 1,
+        config: ImageConfig { entrypoint: vec!["/pause".into()], ..Default::default() },
+        diff_ids: vec![],
+        chain_id: String::new(),
+        manifest_digest: String::new(),
+        labels: Default::default(),
+    };
+    fake.images.lock().unwrap().extend([
+        image(&format!("sha256:{}", "1".repeat(64)), shim::pause::BUILTIN_PAUSE_IMAGE),
+        image(&format!("sha256:{}", "2".repeat(64)), "localhost/app:1"),
+    ]);
+    Arc::new(Crius::new(config, fake))
+}
+
+fn pod(name: &str) -> SandboxConfig {
+    let mut config = SandboxConfig {
+        metadata: PodMetadata { name: name.into(), uid: "u".into(), namespace: "ns".into(), attempt: 0 },
+        ..Default::default()
+    };
+    // Host IPC: no shm mount, so this test needs no privileges beyond files.
+    config.security.namespaces.ipc = NamespaceMode::Node;
+    config.security.namespaces.network = NamespaceMode::Node;
+    config
+}
+
+#[tokio::test]
+async fn a_failed_sandbox_start_removes_the_pause_container_and_frees_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    fake.failing.lock().unwrap().push("start_task".into());
+
+    let err = crius.run_sandbox(pod("p")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    let calls = fake.calls();
+    let created = calls.iter().position(|c| c.starts_with("create_container(")).expect("created");
+    let removed = calls.iter().position(|c| c.starts_with("remove_container(")).expect("rolled back");
+    assert!(removed > created, "{calls:?}");
+    assert!(fake.containers.lock().unwrap().is_empty(), "nothing left in the backend");
+    assert!(crius.store.sandboxes.is_empty());
+    let sandbox_dirs = std::fs::read_dir(dir.path().join("root/sandboxes")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(sandbox_dirs, 0, "no files left behind");
+
+    // The name is free again: the retry succeeds once the backend works.
+    fake.failing.lock().unwrap().clear();
+    let id = crius.run_sandbox(pod("p")).await.unwrap();
+    assert_eq!(crius.store.sandboxes.len(), 1);
+    // A second RunPodSandbox with the same name is a duplicate.
+    let dup = crius.run_sandbox(pod("p")).await.unwrap_err();
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists);
+    crius.remove_sandbox(&id).await.unwrap();
+    assert!(crius.store.sandboxes.is_empty());
+    crius.remove_sandbox(&id).await.expect("removing twice is fine");
+}
+
+#[tokio::test]
+async fn a_failed_container_create_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    let sandbox = crius.run_sandbox(pod("q")).await.unwrap();
+    let config = ContainerConfig {
+        metadata: ContainerMetadata { name: "c".into(), attempt: 0 },
+        image: "localhost/app:1".into(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    fake.failing.lock().unwrap().push("read_image_files".into());
+    let err = crius.create_container(&sandbox, config.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(crius.store.containers.is_empty());
+    fake.failing.lock().unwrap().clear();
+    let id = crius.create_container(&sandbox, config.clone()).await.expect("name was released");
+    assert!(crius.store.containers.get(&id).is_some());
+    crius.remove_container(&id).await.unwrap();
+    assert!(crius.store.containers.is_empty());
+    crius.remove_sandbox(&sandbox).await.unwrap();
+}
