@@ -5,7 +5,10 @@ use thiserror::Error;
 pub enum BackendError {
     /// The engine cannot be reached (socket missing, connection refused, engine restarting).
     #[error("{engine} is unavailable: {message}")]
-    Unavailable { engine: &'static str, message: String },
+    Unavailable {
+        engine: &'static str,
+        message: String,
+    },
     /// The object does not exist in the engine.
     #[error("{kind} {id:?} not found in the engine")]
     NotFound { kind: &'static str, id: String },
@@ -21,9 +24,15 @@ pub enum BackendError {
     /// The call ran past its deadline.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A registry refused the credentials given, or wanted some and got none.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Anything else the engine answered.
     #[error("{engine}: {message}")]
-    Engine { engine: &'static str, message: String },
+    Engine {
+        engine: &'static str,
+        message: String,
+    },
     /// Local I/O (FIFOs, files) failed.
     #[error("{context}: {source}")]
     Io {
@@ -35,7 +44,10 @@ pub enum BackendError {
 
 impl BackendError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        BackendError::Io { context: context.into(), source }
+        BackendError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// True when the error says the object is missing.

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskIo, TaskStarted,
-    TaskState, TaskStatus,
+    ExecRequest, FsUsage, ImageBundle, ImageRecord, PullImage, Result, TaskExit, TaskIo,
+    TaskStarted, TaskState, TaskStatus,
 };
 
 #[derive(Default)]
@@ -30,9 +30,16 @@ impl FakeBackend {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(call);
         }
-        let failing = self.failing.lock().map(|f| f.contains(&name)).unwrap_or(false);
+        let failing = self
+            .failing
+            .lock()
+            .map(|f| f.contains(&name))
+            .unwrap_or(false);
         if failing {
-            return Err(BackendError::Unavailable { engine: "fake", message: format!("{name} fails") });
+            return Err(BackendError::Unavailable {
+                engine: "fake",
+                message: format!("{name} fails"),
+            });
         }
         Ok(())
     }
@@ -42,7 +49,10 @@ impl FakeBackend {
     }
 
     fn empty_io() -> TaskIo {
-        TaskIo { stdout: Box::pin(tokio::io::empty()), stderr: Box::pin(tokio::io::empty()) }
+        TaskIo {
+            stdout: Box::pin(tokio::io::empty()),
+            stderr: Box::pin(tokio::io::empty()),
+        }
     }
 }
 
@@ -53,7 +63,11 @@ impl Backend for FakeBackend {
     }
     async fn version(&self) -> Result<EngineVersion> {
         self.record("version()".into())?;
-        Ok(EngineVersion { name: "fake".into(), version: "0".into(), revision: "0".into() })
+        Ok(EngineVersion {
+            name: "fake".into(),
+            version: "0".into(),
+            revision: "0".into(),
+        })
     }
     async fn list_images(&self) -> Result<Vec<ImageRecord>> {
         self.record("list_images()".into())?;
@@ -62,7 +76,10 @@ impl Backend for FakeBackend {
     async fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
         self.record(format!("image({reference})"))?;
         Ok(self.images.lock().ok().and_then(|images| {
-            images.iter().find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference)).cloned()
+            images
+                .iter()
+                .find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference))
+                .cloned()
         }))
     }
     async fn remove_image_name(&self, name: &str) -> Result<()> {
@@ -74,13 +91,35 @@ impl Backend for FakeBackend {
         }
         Ok(())
     }
-    async fn read_image_files(&self, image_id: &str, _paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+    async fn read_image_files(
+        &self,
+        image_id: &str,
+        _paths: &[&str],
+    ) -> Result<HashMap<String, Vec<u8>>> {
         self.record(format!("read_image_files({image_id})"))?;
         Ok(HashMap::new())
     }
     async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord> {
         self.record(format!("import_image({})", bundle.names.join(",")))?;
-        Err(BackendError::FailedPrecondition("the fake backend does not import images".into()))
+        Err(BackendError::FailedPrecondition(
+            "the fake backend does not import images".into(),
+        ))
+    }
+    async fn pull_image(&self, request: PullImage) -> Result<ImageRecord> {
+        self.record(format!("pull_image({})", request.reference))?;
+        let found = self.images.lock().ok().and_then(|images| {
+            images
+                .iter()
+                .find(|i| {
+                    i.repo_tags.contains(&request.reference)
+                        || i.repo_digests.contains(&request.reference)
+                })
+                .cloned()
+        });
+        found.ok_or(BackendError::NotFound {
+            kind: "image",
+            id: request.reference,
+        })
     }
     async fn image_fs_usage(&self) -> Result<FsUsage> {
         self.record("image_fs_usage()".into())?;
@@ -101,7 +140,11 @@ impl Backend for FakeBackend {
     }
     async fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
         self.record("list_containers()".into())?;
-        Ok(self.containers.lock().map(|c| c.values().map(|(r, _)| r.clone()).collect()).unwrap_or_default())
+        Ok(self
+            .containers
+            .lock()
+            .map(|c| c.values().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default())
     }
     async fn remove_container(&self, id: &str) -> Result<()> {
         self.record(format!("remove_container({id})"))?;
@@ -110,16 +153,29 @@ impl Backend for FakeBackend {
         }
         Ok(())
     }
-    async fn start_task(&self, id: &str, _io_dir: &Path) -> Result<TaskStarted> {
+    async fn start_task(&self, id: &str, _io_dir: &Path, _terminal: bool) -> Result<TaskStarted> {
         self.record(format!("start_task({id})"))?;
-        let state = TaskState { pid: 4242, status: TaskStatus::Running, exit_code: 0, exited_at_nanos: 0 };
+        let state = TaskState {
+            pid: 4242,
+            status: TaskStatus::Running,
+            exit_code: 0,
+            exited_at_nanos: 0,
+        };
         if let Ok(mut containers) = self.containers.lock() {
             match containers.get_mut(id) {
                 Some(entry) => entry.1 = Some(state),
-                None => return Err(BackendError::NotFound { kind: "container", id: id.to_string() }),
+                None => {
+                    return Err(BackendError::NotFound {
+                        kind: "container",
+                        id: id.to_string(),
+                    })
+                }
             }
         }
-        Ok(TaskStarted { pid: 4242, io: Self::empty_io() })
+        Ok(TaskStarted {
+            pid: 4242,
+            io: Self::empty_io(),
+        })
     }
     async fn reattach_task_io(&self, id: &str, _io_dir: &Path) -> Result<Option<TaskIo>> {
         self.record(format!("reattach_task_io({id})"))?;
@@ -127,7 +183,11 @@ impl Backend for FakeBackend {
     }
     async fn task_state(&self, id: &str) -> Result<Option<TaskState>> {
         self.record(format!("task_state({id})"))?;
-        Ok(self.containers.lock().ok().and_then(|c| c.get(id).and_then(|(_, t)| *t)))
+        Ok(self
+            .containers
+            .lock()
+            .ok()
+            .and_then(|c| c.get(id).and_then(|(_, t)| *t)))
     }
     async fn kill_task(&self, id: &str, signal: u32, _all: bool) -> Result<()> {
         self.record(format!("kill_task({id},{signal})"))?;
@@ -141,20 +201,44 @@ impl Backend for FakeBackend {
     }
     async fn delete_task(&self, id: &str) -> Result<Option<TaskExit>> {
         self.record(format!("delete_task({id})"))?;
-        let task = self.containers.lock().ok().and_then(|mut c| c.get_mut(id).and_then(|(_, t)| t.take()));
-        Ok(task.map(|t| TaskExit { pid: t.pid, exit_code: t.exit_code, exited_at_nanos: 2 }))
+        let task = self
+            .containers
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get_mut(id).and_then(|(_, t)| t.take()));
+        Ok(task.map(|t| TaskExit {
+            pid: t.pid,
+            exit_code: t.exit_code,
+            exited_at_nanos: 2,
+        }))
     }
-    async fn update_resources(&self, id: &str, _resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    async fn update_resources(
+        &self,
+        id: &str,
+        _resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
         self.record(format!("update_resources({id})"))
     }
     async fn exec(&self, request: ExecRequest) -> Result<ExecIo> {
         self.record(format!("exec({})", request.container_id))?;
-        Ok(ExecIo { stdin: None, stdout: Box::pin(tokio::io::empty()), stderr: Box::pin(tokio::io::empty()) })
+        Ok(ExecIo {
+            stdin: None,
+            stdout: Box::pin(tokio::io::empty()),
+            stderr: Box::pin(tokio::io::empty()),
+        })
     }
     async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
         self.record(format!("wait({id},{exec_id})"))?;
-        let code = self.containers.lock().ok().and_then(|c| c.get(id).and_then(|(_, t)| t.map(|t| t.exit_code)));
-        Ok(TaskExit { pid: 4242, exit_code: code.unwrap_or(0), exited_at_nanos: 2 })
+        let code = self
+            .containers
+            .lock()
+            .ok()
+            .and_then(|c| c.get(id).and_then(|(_, t)| t.map(|t| t.exit_code)));
+        Ok(TaskExit {
+            pid: 4242,
+            exit_code: code.unwrap_or(0),
+            exited_at_nanos: 2,
+        })
     }
     async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
         self.record(format!("kill_exec({id},{exec_id},{signal})"))

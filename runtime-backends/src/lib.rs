@@ -45,6 +45,17 @@ pub trait Backend: Send + Sync + 'static {
     /// and ready to run.
     async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord>;
 
+    /// Pull an image from a registry (platform of this node), store it under its tag and
+    /// `repo@digest` names, unpacked and ready to run. Concurrent pulls of one reference
+    /// share one download. A failed pull leaves nothing behind.
+    ///
+    /// Errors: `NotFound` (no such tag/digest/repository), `Unauthenticated`
+    /// (credentials missing or rejected), `Unavailable` (registry
+    /// unreachable), `DeadlineExceeded` (no progress for `progress_timeout`),
+    /// `InvalidArgument` (a blob does not match its digest, malformed manifest),
+    /// `FailedPrecondition` (unsupported media type or no manifest for this platform).
+    async fn pull_image(&self, request: PullImage) -> Result<ImageRecord>;
+
     /// Read small files (e.g. `/etc/passwd`) from an image's root filesystem. Files that
     /// are missing, or are symlinks, are left out of the answer.
     async fn read_image_files(
@@ -67,12 +78,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Remove a container, its task and its writable layer. Missing is fine.
     async fn remove_container(&self, id: &str) -> Result<()>;
 
-    /// Start the container's process. Its stdout/stderr are returned as readers.
-    async fn start_task(&self, id: &str, io_dir: &std::path::Path) -> Result<TaskStarted>;
+    /// Start the container's process. Its stdout/stderr are returned as readers; with
+    /// `terminal` the process gets a pty whose output arrives on stdout.
+    async fn start_task(
+        &self,
+        id: &str,
+        io_dir: &std::path::Path,
+        terminal: bool,
+    ) -> Result<TaskStarted>;
 
     /// Re-open the output of a task that outlived crius (after a restart).
-    async fn reattach_task_io(&self, id: &str, io_dir: &std::path::Path)
-        -> Result<Option<TaskIo>>;
+    async fn reattach_task_io(&self, id: &str, io_dir: &std::path::Path) -> Result<Option<TaskIo>>;
 
     /// The task's current state, or `None` when the container has no task.
     async fn task_state(&self, id: &str) -> Result<Option<TaskState>>;

@@ -182,11 +182,80 @@ impl std::fmt::Debug for ExecIo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
     /// A process exited (`exec_id` empty: the container's init process).
-    TaskExit { container_id: String, exec_id: String, exit: TaskExit },
+    TaskExit {
+        container_id: String,
+        exec_id: String,
+        exit: TaskExit,
+    },
     /// The kernel's OOM killer hit the container.
     TaskOom { container_id: String },
     /// A task started.
     TaskStart { container_id: String, pid: u32 },
     /// The event stream was lost and is back; events in between may be missing.
     Reconnected,
+}
+
+/// Credentials for a registry, in the shape CRI's `AuthConfig` and Docker's `config.json`
+/// use. Empty fields are unset. Which one wins: `registry_token` (sent as a bearer token),
+/// then `identity_token` (an OAuth2 refresh token, sent as the password of user `<token>`,
+/// as Docker does for registries that exchange it), then `username`/`password`, then
+/// `auth` (base64 of `user:password`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+    pub auth: String,
+    pub identity_token: String,
+    pub registry_token: String,
+}
+
+impl RegistryCredentials {
+    /// True when no field is set (an anonymous pull).
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty()
+            && self.password.is_empty()
+            && self.auth.is_empty()
+            && self.identity_token.is_empty()
+            && self.registry_token.is_empty()
+    }
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    // Requests get logged; secrets must not be.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &str| if v.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &set(&self.password))
+            .field("auth", &set(&self.auth))
+            .field("identity_token", &set(&self.identity_token))
+            .field("registry_token", &set(&self.registry_token))
+            .finish()
+    }
+}
+
+/// How registries are reached: the node's registry configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Registry host (`docker.io`, `127.0.0.1:5000`) → mirror endpoints
+    /// (`http://host:port`, `https://host`), tried in order before the host itself.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// Hosts reached over plain HTTP. `localhost:*` and `127.0.0.1:*` always are.
+    pub insecure: Vec<String>,
+    /// Credentials per host, used when the request carries none.
+    pub auths: std::collections::BTreeMap<String, RegistryCredentials>,
+    /// Extra CA certificate (PEM file) trusted for a host.
+    pub ca_files: std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// A request to pull an image from a registry.
+#[derive(Debug, Clone)]
+pub struct PullImage {
+    /// A normalised reference: `host/repo:tag` or `host/repo@sha256:…`.
+    pub reference: String,
+    /// Credentials from the caller; `None` falls back to `registry.auths`.
+    pub credentials: Option<RegistryCredentials>,
+    pub registry: RegistrySettings,
+    /// Cancel the pull when no bytes arrive for this long; zero disables.
+    pub progress_timeout: std::time::Duration,
 }

@@ -30,7 +30,10 @@ struct RuncOptions {
 fn json_any(type_url: &str, value: &impl serde::Serialize) -> Result<Any> {
     let value = serde_json::to_vec(value)
         .map_err(|e| BackendError::InvalidArgument(format!("encoding {type_url}: {e}")))?;
-    Ok(Any { type_url: type_url.to_string(), value })
+    Ok(Any {
+        type_url: type_url.to_string(),
+        value,
+    })
 }
 
 fn task_status(raw: i32) -> TaskStatus {
@@ -45,28 +48,53 @@ fn task_status(raw: i32) -> TaskStatus {
 
 impl Containerd {
     pub(crate) async fn create_container_impl(&self, request: CreateContainer) -> Result<()> {
+        let image =
+            self.image_impl(&request.image_id)
+                .await?
+                .ok_or_else(|| BackendError::NotFound {
+                    kind: "image",
+                    id: request.image_id.clone(),
+                })?;
+        // A lease keeps the new snapshot from the garbage collector until the container
+        // record references it.
+        let lease = self.create_lease().await?;
+        let result = self
+            .create_under_lease(&lease, &request, &image.chain_id)
+            .await;
+        self.delete_lease(&lease, false).await;
+        result
+    }
+
+    async fn create_under_lease(
+        &self,
+        lease: &str,
+        request: &CreateContainer,
+        chain_id: &str,
+    ) -> Result<()> {
         let id = request.id.clone();
-        let image = self
-            .image_impl(&request.image_id)
-            .await?
-            .ok_or_else(|| BackendError::NotFound { kind: "image", id: request.image_id.clone() })?;
         // The rootfs: a writable snapshot on top of the image's unpacked layers.
         let mut snapshot_labels = HashMap::new();
         snapshot_labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
         self.snapshots()
-            .prepare(self.req(snap::PrepareSnapshotRequest {
-                snapshotter: SNAPSHOTTER.into(),
-                key: id.clone(),
-                parent: image.chain_id.clone(),
-                labels: snapshot_labels,
-            }))
+            .prepare(self.leased_req(
+                snap::PrepareSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: id.clone(),
+                    parent: chain_id.to_string(),
+                    labels: snapshot_labels,
+                },
+                lease,
+            )?)
             .await
             .map_err(|s| map_status(s, "snapshot", &id))?;
 
         let options = if request.systemd_cgroup {
             Some(Any {
                 type_url: RUNC_OPTIONS_TYPE.to_string(),
-                value: RuncOptions { systemd_cgroup: true }.encode_to_vec(),
+                value: RuncOptions {
+                    systemd_cgroup: true,
+                }
+                .encode_to_vec(),
             })
         } else {
             None
@@ -78,7 +106,10 @@ impl Containerd {
             id: id.clone(),
             labels,
             image: request.image_name.clone(),
-            runtime: Some(api::container::Runtime { name: RUNTIME.to_string(), options }),
+            runtime: Some(api::container::Runtime {
+                name: RUNTIME.to_string(),
+                options,
+            }),
             spec: Some(spec),
             snapshotter: SNAPSHOTTER.to_string(),
             snapshot_key: id.clone(),
@@ -89,7 +120,12 @@ impl Containerd {
         };
         let created = self
             .containers()
-            .create(self.req(api::CreateContainerRequest { container: Some(container) }))
+            .create(self.leased_req(
+                api::CreateContainerRequest {
+                    container: Some(container),
+                },
+                lease,
+            )?)
             .await;
         if let Err(status) = created {
             self.remove_snapshot(&id).await;
@@ -99,24 +135,31 @@ impl Containerd {
     }
 
     pub(crate) async fn list_containers_impl(&self) -> Result<Vec<ContainerRecord>> {
-        let containers = self
+        // ListStream sends one container per message, so a full node never meets a
+        // message-size limit on either side.
+        let mut stream = self
             .containers()
-            .list(self.req(api::ListContainersRequest {
+            .list_stream(self.req(api::ListContainersRequest {
                 filters: vec![format!("labels.\"{LABEL_MANAGED}\"==true")],
             }))
             .await
             .map_err(|s| map_status(s, "containers", ""))?
-            .into_inner()
-            .containers;
-        Ok(containers
-            .into_iter()
-            .map(|c| ContainerRecord {
+            .into_inner();
+        let mut records = Vec::new();
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(|s| map_status(s, "containers", ""))?
+        {
+            let Some(c) = message.container else { continue };
+            records.push(ContainerRecord {
                 created_at_nanos: timestamp_nanos(c.created_at.as_ref()),
                 id: c.id,
                 labels: c.labels,
                 image_name: c.image,
-            })
-            .collect())
+            });
+        }
+        Ok(records)
     }
 
     pub(crate) async fn remove_container_impl(&self, id: &str) -> Result<()> {
@@ -128,7 +171,11 @@ impl Containerd {
             }
             self.delete_task_impl(id).await?;
         }
-        match self.containers().delete(self.req(api::DeleteContainerRequest { id: id.to_string() })).await {
+        match self
+            .containers()
+            .delete(self.req(api::DeleteContainerRequest { id: id.to_string() }))
+            .await
+        {
             Ok(_) => {}
             Err(status) if status.code() == tonic::Code::NotFound => {}
             Err(status) => return Err(map_status(status, "container", id)),
@@ -137,10 +184,18 @@ impl Containerd {
         Ok(())
     }
 
-    pub(crate) async fn start_task_impl(&self, id: &str, io_dir: &Path) -> Result<TaskStarted> {
+    pub(crate) async fn start_task_impl(
+        &self,
+        id: &str,
+        io_dir: &Path,
+        terminal: bool,
+    ) -> Result<TaskStarted> {
         let mounts = self
             .snapshots()
-            .mounts(self.req(snap::MountsRequest { snapshotter: SNAPSHOTTER.into(), key: id.to_string() }))
+            .mounts(self.req(snap::MountsRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: id.to_string(),
+            }))
             .await
             .map_err(|s| map_status(s, "snapshot", id))?
             .into_inner()
@@ -154,8 +209,13 @@ impl Containerd {
                 rootfs: mounts,
                 stdin: String::new(),
                 stdout: set.stdout.display().to_string(),
-                stderr: set.stderr.display().to_string(),
-                terminal: false,
+                // With a terminal the shim writes the pty to stdout and leaves stderr alone.
+                stderr: if terminal {
+                    String::new()
+                } else {
+                    set.stderr.display().to_string()
+                },
+                terminal,
                 checkpoint: None,
                 options: None,
                 runtime_path: String::new(),
@@ -172,19 +232,28 @@ impl Containerd {
         };
         if let Err(status) = self
             .tasks()
-            .start(self.req(api::StartRequest { container_id: id.to_string(), exec_id: String::new() }))
+            .start(self.req(api::StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
             .await
         {
             let _ = self.delete_task_impl(id).await;
             return Err(map_status(status, "task", id));
         }
-        Ok(TaskStarted { pid, io: fifos.into_task_io() })
+        Ok(TaskStarted {
+            pid,
+            io: fifos.into_task_io(),
+        })
     }
 
     pub(crate) async fn task_state_impl(&self, id: &str) -> Result<Option<TaskState>> {
         let response = self
             .tasks()
-            .get(self.req(api::GetRequest { container_id: id.to_string(), exec_id: String::new() }))
+            .get(self.req(api::GetRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
             .await;
         match response {
             Ok(response) => Ok(response.into_inner().process.map(|p| TaskState {
@@ -198,7 +267,13 @@ impl Containerd {
         }
     }
 
-    pub(crate) async fn kill_impl(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+    pub(crate) async fn kill_impl(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<()> {
         match self
             .tasks()
             .kill(self.req(api::KillRequest {
@@ -215,7 +290,13 @@ impl Containerd {
     }
 
     pub(crate) async fn delete_task_impl(&self, id: &str) -> Result<Option<TaskExit>> {
-        match self.tasks().delete(self.req(api::DeleteTaskRequest { container_id: id.to_string() })).await {
+        match self
+            .tasks()
+            .delete(self.req(api::DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+        {
             Ok(response) => {
                 let response = response.into_inner();
                 Ok(Some(TaskExit {
@@ -248,20 +329,30 @@ impl Containerd {
 
     pub(crate) async fn exec_impl(&self, request: ExecRequest) -> Result<ExecIo> {
         let id = request.container_id.clone();
-        let set = fifo::paths(&request.io_dir, &format!("{}-", request.exec_id), request.stdin);
+        let set = fifo::paths(
+            &request.io_dir,
+            &format!("{}-", request.exec_id),
+            request.stdin,
+        );
         let mut fifos = fifo::create(&set)?;
         let spec = json_any(PROCESS_TYPE, &request.process)?;
         let execed = self
             .tasks()
-            .exec(self.req(api::ExecProcessRequest {
-                container_id: id.clone(),
-                stdin: set.stdin.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-                stdout: set.stdout.display().to_string(),
-                stderr: set.stderr.display().to_string(),
-                terminal: false,
-                spec: Some(spec),
-                exec_id: request.exec_id.clone(),
-            }))
+            .exec(
+                self.req(api::ExecProcessRequest {
+                    container_id: id.clone(),
+                    stdin: set
+                        .stdin
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    stdout: set.stdout.display().to_string(),
+                    stderr: set.stderr.display().to_string(),
+                    terminal: false,
+                    spec: Some(spec),
+                    exec_id: request.exec_id.clone(),
+                }),
+            )
             .await;
         if let Err(status) = execed {
             fifos.release_keepers();
@@ -270,7 +361,10 @@ impl Containerd {
         }
         let started = self
             .tasks()
-            .start(self.req(api::StartRequest { container_id: id.clone(), exec_id: request.exec_id.clone() }))
+            .start(self.req(api::StartRequest {
+                container_id: id.clone(),
+                exec_id: request.exec_id.clone(),
+            }))
             .await;
         fifos.release_keepers();
         // The FIFOs are open on both sides now; their names are no longer needed.
@@ -280,7 +374,10 @@ impl Containerd {
             return Err(map_status(status, "exec", &request.exec_id));
         }
         Ok(ExecIo {
-            stdin: fifos.stdin.take().map(|w| Box::pin(w) as crate::BoxedWriter),
+            stdin: fifos
+                .stdin
+                .take()
+                .map(|w| Box::pin(w) as crate::BoxedWriter),
             stdout: Box::pin(fifos.stdout),
             stderr: Box::pin(fifos.stderr),
         })
@@ -289,11 +386,18 @@ impl Containerd {
     pub(crate) async fn wait_impl(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
         let response = self
             .tasks()
-            .wait(self.req(api::WaitRequest { container_id: id.to_string(), exec_id: exec_id.to_string() }))
+            .wait(self.req(api::WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
             .await
             .map_err(|s| map_status(s, "task", id))?
             .into_inner();
-        Ok(TaskExit { pid: 0, exit_code: response.exit_status, exited_at_nanos: timestamp_nanos(response.exited_at.as_ref()) })
+        Ok(TaskExit {
+            pid: 0,
+            exit_code: response.exit_status,
+            exited_at_nanos: timestamp_nanos(response.exited_at.as_ref()),
+        })
     }
 
     pub(crate) async fn delete_exec_impl(&self, id: &str, exec_id: &str) -> Result<()> {

@@ -38,7 +38,10 @@ impl OpenFifos {
     }
 
     pub fn into_task_io(self) -> TaskIo {
-        TaskIo { stdout: Box::pin(self.stdout), stderr: Box::pin(self.stderr) }
+        TaskIo {
+            stdout: Box::pin(self.stdout),
+            stderr: Box::pin(self.stderr),
+        }
     }
 }
 
@@ -90,7 +93,13 @@ pub(crate) fn create(set: &FifoSet) -> Result<OpenFifos> {
         }
         None => (None, None),
     };
-    Ok(OpenFifos { stdin, stdout, stderr, keepers, stdin_keeper })
+    Ok(OpenFifos {
+        stdin,
+        stdout,
+        stderr,
+        keepers,
+        stdin_keeper,
+    })
 }
 
 /// Re-open the output FIFOs of a task that outlived crius.
@@ -107,7 +116,10 @@ pub(crate) fn reopen_task_io(_id: &str, io_dir: &Path) -> Result<Option<TaskIo>>
 
 /// Remove the FIFOs of a finished process.
 pub(crate) fn remove(set: &FifoSet) {
-    for path in [Some(&set.stdout), Some(&set.stderr), set.stdin.as_ref()].into_iter().flatten() {
+    for path in [Some(&set.stdout), Some(&set.stderr), set.stdin.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_file(path);
     }
 }

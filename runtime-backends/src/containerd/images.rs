@@ -70,7 +70,12 @@ pub fn sha256_digest(data: &[u8]) -> String {
 fn string_list(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -82,10 +87,15 @@ pub fn parse_config(raw: &[u8]) -> Result<(ImageConfig, Vec<String>)> {
     let labels = cfg["Labels"]
         .as_object()
         .map(|m| {
-            m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
         })
         .unwrap_or_default();
-    let volumes = cfg["Volumes"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let volumes = cfg["Volumes"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
     let config = ImageConfig {
         user: cfg["User"].as_str().unwrap_or_default().to_string(),
         env: string_list(&cfg["Env"]),
@@ -95,7 +105,10 @@ pub fn parse_config(raw: &[u8]) -> Result<(ImageConfig, Vec<String>)> {
         stop_signal: cfg["StopSignal"].as_str().unwrap_or_default().to_string(),
         labels,
         volumes,
-        architecture: json["architecture"].as_str().unwrap_or_default().to_string(),
+        architecture: json["architecture"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         os: json["os"].as_str().unwrap_or_default().to_string(),
         raw: String::from_utf8_lossy(raw).into_owned(),
     };
@@ -120,14 +133,19 @@ fn is_digest_name(name: &str) -> bool {
 
 /// A bare image id (`sha256:<64 hex>`), which containerd's CRI also keeps as an image name.
 fn is_id_name(name: &str) -> bool {
-    name.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    name.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl Containerd {
     pub(crate) async fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let mut stream = self
             .content()
-            .read(self.req(api::ReadContentRequest { digest: digest.to_string(), offset: 0, size: 0 }))
+            .read(self.req(api::ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            }))
             .await
             .map_err(|s| map_status(s, "content", digest))?
             .into_inner();
@@ -148,11 +166,16 @@ impl Containerd {
         }
         let mut manifest_desc = target.clone();
         let mut size = 0u64;
-        if manifest_desc.media_type == MEDIA_OCI_INDEX || manifest_desc.media_type == MEDIA_DOCKER_LIST {
+        if manifest_desc.media_type == MEDIA_OCI_INDEX
+            || manifest_desc.media_type == MEDIA_DOCKER_LIST
+        {
             let index_raw = self.read_blob(&manifest_desc.digest).await?;
             size += index_raw.len() as u64;
             let index: Value = serde_json::from_slice(&index_raw).map_err(|e| {
-                BackendError::InvalidArgument(format!("image index {} is not JSON: {e}", target.digest))
+                BackendError::InvalidArgument(format!(
+                    "image index {} is not JSON: {e}",
+                    target.digest
+                ))
             })?;
             let arch = node_architecture();
             let chosen = index["manifests"]
@@ -170,7 +193,10 @@ impl Containerd {
                     ))
                 })?;
             manifest_desc = Descriptor {
-                media_type: chosen["mediaType"].as_str().unwrap_or(MEDIA_OCI_MANIFEST).to_string(),
+                media_type: chosen["mediaType"]
+                    .as_str()
+                    .unwrap_or(MEDIA_OCI_MANIFEST)
+                    .to_string(),
                 digest: chosen["digest"].as_str().unwrap_or_default().to_string(),
                 size: chosen["size"].as_i64().unwrap_or(0),
                 annotations: HashMap::new(),
@@ -179,12 +205,21 @@ impl Containerd {
         let manifest_raw = self.read_blob(&manifest_desc.digest).await?;
         size += manifest_raw.len() as u64;
         let manifest: Value = serde_json::from_slice(&manifest_raw).map_err(|e| {
-            BackendError::InvalidArgument(format!("manifest {} is not JSON: {e}", manifest_desc.digest))
+            BackendError::InvalidArgument(format!(
+                "manifest {} is not JSON: {e}",
+                manifest_desc.digest
+            ))
         })?;
-        let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default().to_string();
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         size += manifest["config"]["size"].as_u64().unwrap_or(0);
         if let Some(layers) = manifest["layers"].as_array() {
-            size += layers.iter().map(|l| l["size"].as_u64().unwrap_or(0)).sum::<u64>();
+            size += layers
+                .iter()
+                .map(|l| l["size"].as_u64().unwrap_or(0))
+                .sum::<u64>();
         }
         let config_raw = self.read_blob(&config_digest).await?;
         let (config, diff_ids) = parse_config(&config_raw)?;
@@ -216,28 +251,32 @@ impl Containerd {
         let mut by_id: HashMap<String, ImageRecord> = HashMap::new();
         let mut order = Vec::new();
         for image in images {
-            let Some(target) = image.target.as_ref() else { continue };
+            let Some(target) = image.target.as_ref() else {
+                continue;
+            };
             let resolved = match self.resolve(target).await {
                 Ok(r) => r,
                 // An image whose content is incomplete is not usable; skip it.
                 Err(BackendError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let record = by_id.entry(resolved.config_digest.clone()).or_insert_with(|| {
-                order.push(resolved.config_digest.clone());
-                let chain_id = chain_ids(&resolved.diff_ids).pop().unwrap_or_default();
-                ImageRecord {
-                    id: resolved.config_digest.clone(),
-                    repo_tags: Vec::new(),
-                    repo_digests: Vec::new(),
-                    size: resolved.size,
-                    config: resolved.config.clone(),
-                    diff_ids: resolved.diff_ids.clone(),
-                    chain_id,
-                    manifest_digest: resolved.manifest_digest.clone(),
-                    labels: image.labels.clone(),
-                }
-            });
+            let record = by_id
+                .entry(resolved.config_digest.clone())
+                .or_insert_with(|| {
+                    order.push(resolved.config_digest.clone());
+                    let chain_id = chain_ids(&resolved.diff_ids).pop().unwrap_or_default();
+                    ImageRecord {
+                        id: resolved.config_digest.clone(),
+                        repo_tags: Vec::new(),
+                        repo_digests: Vec::new(),
+                        size: resolved.size,
+                        config: resolved.config.clone(),
+                        diff_ids: resolved.diff_ids.clone(),
+                        chain_id,
+                        manifest_digest: resolved.manifest_digest.clone(),
+                        labels: image.labels.clone(),
+                    }
+                });
             for (key, value) in &image.labels {
                 record.labels.insert(key.clone(), value.clone());
             }
@@ -271,22 +310,32 @@ impl Containerd {
     pub(crate) async fn image_impl(&self, reference: &str) -> Result<Option<ImageRecord>> {
         let direct = self
             .images_client()
-            .get(self.req(api::GetImageRequest { name: reference.to_string() }))
+            .get(self.req(api::GetImageRequest {
+                name: reference.to_string(),
+            }))
             .await;
         let target_digest = match direct {
-            Ok(response) => response.into_inner().image.and_then(|i| i.target).map(|t| t.digest),
+            Ok(response) => response
+                .into_inner()
+                .image
+                .and_then(|i| i.target)
+                .map(|t| t.digest),
             Err(status) if status.code() == tonic::Code::NotFound => None,
             Err(status) => return Err(map_status(status, "image", reference)),
         };
         let all = self.list_images_impl().await?;
-        let wanted_id = reference.strip_prefix("sha256:").map(|_| reference.to_string());
+        let wanted_id = reference
+            .strip_prefix("sha256:")
+            .map(|_| reference.to_string());
         Ok(all.into_iter().find(|record| {
             if let Some(id) = &wanted_id {
                 return &record.id == id;
             }
             match &target_digest {
-                Some(_) => record.repo_tags.iter().any(|t| t == reference)
-                    || record.repo_digests.iter().any(|d| d == reference),
+                Some(_) => {
+                    record.repo_tags.iter().any(|t| t == reference)
+                        || record.repo_digests.iter().any(|d| d == reference)
+                }
                 None => record.repo_digests.iter().any(|d| d == reference),
             }
         }))
@@ -295,7 +344,11 @@ impl Containerd {
     pub(crate) async fn remove_image_name_impl(&self, name: &str) -> Result<()> {
         match self
             .images_client()
-            .delete(self.req(api::DeleteImageRequest { name: name.to_string(), sync: false, target: None }))
+            .delete(self.req(api::DeleteImageRequest {
+                name: name.to_string(),
+                sync: false,
+                target: None,
+            }))
             .await
         {
             Ok(_) => Ok(()),
@@ -304,31 +357,64 @@ impl Containerd {
         }
     }
 
-    async fn create_lease(&self) -> Result<String> {
+    pub(crate) async fn create_lease(&self) -> Result<String> {
         let id = format!("crius-import-{}", rand::random::<u64>());
         let mut labels = HashMap::new();
         // containerd removes an abandoned lease (crius crashed mid-import) after this time.
         let expire = chrono::Utc::now() + chrono::Duration::hours(1);
         labels.insert("containerd.io/gc.expire".to_string(), expire.to_rfc3339());
         self.leases()
-            .create(self.req(api::CreateRequest { id: id.clone(), labels }))
+            .create(self.req(api::CreateRequest {
+                id: id.clone(),
+                labels,
+            }))
             .await
             .map_err(|s| map_status(s, "lease", &id))?;
         Ok(id)
     }
 
-    async fn delete_lease(&self, id: &str) {
+    /// Delete a lease; with `sync`, containerd also collects what only the lease held
+    /// before answering.
+    pub(crate) async fn delete_lease(&self, id: &str, sync: bool) {
         let result = self
             .leases()
-            .delete(self.req(api::DeleteRequest { id: id.to_string(), sync: false }))
+            .delete(self.req(api::DeleteRequest {
+                id: id.to_string(),
+                sync,
+            }))
             .await;
         if let Err(status) = result {
             tracing::warn!(lease = id, error = %status, "could not delete lease");
         }
     }
 
-    async fn content_exists(&self, digest: &str) -> Result<bool> {
-        match self.content().info(self.req(api::InfoRequest { digest: digest.to_string() })).await {
+    /// Put something that exists already under `lease`, so the garbage collector cannot
+    /// take it before the image that needs it is recorded. Best effort.
+    pub(crate) async fn lease_resource(&self, lease: &str, kind: &str, id: &str) {
+        let resource = api::Resource {
+            id: id.to_string(),
+            r#type: kind.to_string(),
+        };
+        let result = self
+            .leases()
+            .add_resource(self.req(api::AddResourceRequest {
+                id: lease.to_string(),
+                resource: Some(resource),
+            }))
+            .await;
+        if let Err(status) = result {
+            tracing::debug!(lease, kind, id, error = %status, "could not add a resource to the lease");
+        }
+    }
+
+    pub(crate) async fn content_exists(&self, digest: &str) -> Result<bool> {
+        match self
+            .content()
+            .info(self.req(api::InfoRequest {
+                digest: digest.to_string(),
+            }))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
             Err(status) => Err(map_status(status, "content", digest)),
@@ -345,12 +431,22 @@ impl Containerd {
         let digest = sha256_digest(&blob.data);
         if self.content_exists(&digest).await? {
             if !labels.is_empty() {
-                let info = api::Info { digest: digest.clone(), labels: labels.clone(), ..Default::default() };
+                let info = api::Info {
+                    digest: digest.clone(),
+                    labels: labels.clone(),
+                    ..Default::default()
+                };
                 let mask = prost_types::FieldMask {
                     paths: labels.keys().map(|k| format!("labels.{k}")).collect(),
                 };
                 self.content()
-                    .update(self.leased_req(api::UpdateRequest { info: Some(info), update_mask: Some(mask) }, lease)?)
+                    .update(self.leased_req(
+                        api::UpdateRequest {
+                            info: Some(info),
+                            update_mask: Some(mask),
+                        },
+                        lease,
+                    )?)
                     .await
                     .map_err(|s| map_status(s, "content", &digest))?;
             }
@@ -404,7 +500,12 @@ impl Containerd {
 
     /// Unpack layers into committed snapshots named by chain id; already unpacked layers are
     /// skipped, so this is cheap for an image that is already there.
-    pub(crate) async fn unpack(&self, lease: &str, layers: &[Descriptor], diff_ids: &[String]) -> Result<String> {
+    pub(crate) async fn unpack(
+        &self,
+        lease: &str,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+    ) -> Result<String> {
         if layers.len() != diff_ids.len() {
             return Err(BackendError::InvalidArgument(format!(
                 "image has {} layers but its config lists {} diff ids",
@@ -417,10 +518,17 @@ impl Containerd {
         for (layer, chain_id) in layers.iter().zip(&chain) {
             let exists = self
                 .snapshots()
-                .stat(self.req(snap::StatSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: chain_id.clone() }))
+                .stat(self.req(snap::StatSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: chain_id.clone(),
+                }))
                 .await
                 .is_ok();
-            if !exists {
+            if exists {
+                // Held by the lease until the image that needs it is recorded.
+                self.lease_resource(lease, &format!("snapshots/{SNAPSHOTTER}"), chain_id)
+                    .await;
+            } else {
                 self.apply_layer(lease, layer, &parent, chain_id).await?;
             }
             parent = chain_id.clone();
@@ -428,7 +536,13 @@ impl Containerd {
         Ok(parent)
     }
 
-    async fn apply_layer(&self, lease: &str, layer: &Descriptor, parent: &str, chain_id: &str) -> Result<()> {
+    async fn apply_layer(
+        &self,
+        lease: &str,
+        layer: &Descriptor,
+        parent: &str,
+        chain_id: &str,
+    ) -> Result<()> {
         let key = format!("extract-{}-{chain_id}", rand::random::<u32>());
         let mounts = self
             .snapshots()
@@ -448,7 +562,12 @@ impl Containerd {
         let applied = self
             .diff()
             .apply(self.leased_req(
-                api::ApplyRequest { diff: Some(layer.clone()), mounts, payloads: HashMap::new(), sync_fs: false },
+                api::ApplyRequest {
+                    diff: Some(layer.clone()),
+                    mounts,
+                    payloads: HashMap::new(),
+                    sync_fs: false,
+                },
                 lease,
             )?)
             .await;
@@ -485,7 +604,10 @@ impl Containerd {
     pub(crate) async fn remove_snapshot(&self, key: &str) {
         let result = self
             .snapshots()
-            .remove(self.req(snap::RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.to_string() }))
+            .remove(self.req(snap::RemoveSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: key.to_string(),
+            }))
             .await;
         if let Err(status) = result {
             if status.code() != tonic::Code::NotFound {
@@ -497,10 +619,13 @@ impl Containerd {
     pub(crate) async fn import_image_impl(&self, bundle: ImageBundle) -> Result<ImageRecord> {
         let lease = self.create_lease().await?;
         let result = self.import_under_lease(&lease, &bundle).await;
-        self.delete_lease(&lease).await;
+        self.delete_lease(&lease, false).await;
         let manifest_digest = result?;
         let name = bundle.names.first().cloned().unwrap_or(manifest_digest);
-        self.image_impl(&name).await?.ok_or_else(|| BackendError::NotFound { kind: "image", id: name })
+        self.image_impl(&name).await?.ok_or(BackendError::NotFound {
+            kind: "image",
+            id: name,
+        })
     }
 
     async fn import_under_lease(&self, lease: &str, bundle: &ImageBundle) -> Result<String> {
@@ -518,15 +643,28 @@ impl Containerd {
         }
         let mut config_labels = HashMap::new();
         if let Some(top) = chain.last() {
-            config_labels.insert(format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"), top.clone());
+            config_labels.insert(
+                format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                top.clone(),
+            );
         }
-        let config_digest = self.write_blob(lease, &bundle.config, config_labels).await?;
+        let config_digest = self
+            .write_blob(lease, &bundle.config, config_labels)
+            .await?;
         let mut manifest_labels = HashMap::new();
-        manifest_labels.insert("containerd.io/gc.ref.content.config".to_string(), config_digest);
+        manifest_labels.insert(
+            "containerd.io/gc.ref.content.config".to_string(),
+            config_digest,
+        );
         for (i, layer) in layer_descs.iter().enumerate() {
-            manifest_labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), layer.digest.clone());
+            manifest_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                layer.digest.clone(),
+            );
         }
-        let manifest_digest = self.write_blob(lease, &bundle.manifest, manifest_labels).await?;
+        let manifest_digest = self
+            .write_blob(lease, &bundle.manifest, manifest_labels)
+            .await?;
         self.unpack(lease, &layer_descs, &diff_ids).await?;
         let target = Descriptor {
             media_type: bundle.manifest.media_type.clone(),
@@ -541,7 +679,12 @@ impl Containerd {
     }
 
     /// Create or repoint an image name at `target`.
-    async fn put_image_name(&self, name: &str, target: &Descriptor, labels: &HashMap<String, String>) -> Result<()> {
+    pub(crate) async fn put_image_name(
+        &self,
+        name: &str,
+        target: &Descriptor,
+        labels: &HashMap<String, String>,
+    ) -> Result<()> {
         let image = api::Image {
             name: name.to_string(),
             labels: labels.clone(),
@@ -551,7 +694,10 @@ impl Containerd {
         };
         let created = self
             .images_client()
-            .create(self.req(api::CreateImageRequest { image: Some(image.clone()), source_date_epoch: None }))
+            .create(self.req(api::CreateImageRequest {
+                image: Some(image.clone()),
+                source_date_epoch: None,
+            }))
             .await;
         match created {
             Ok(_) => Ok(()),
@@ -577,13 +723,17 @@ impl Containerd {
         let plugins = self
             .introspection()
             .plugins(self.req(api::PluginsRequest {
-                filters: vec![format!("type==io.containerd.snapshotter.v1,id=={SNAPSHOTTER}")],
+                filters: vec![format!(
+                    "type==io.containerd.snapshotter.v1,id=={SNAPSHOTTER}"
+                )],
             }))
             .await
             .map_err(|s| map_status(s, "plugins", SNAPSHOTTER))?
             .into_inner()
             .plugins;
-        Ok(plugins.into_iter().find_map(|p| p.exports.get("root").cloned()))
+        Ok(plugins
+            .into_iter()
+            .find_map(|p| p.exports.get("root").cloned()))
     }
 
     pub(crate) async fn image_fs_usage_impl(&self) -> Result<FsUsage> {
@@ -591,10 +741,18 @@ impl Containerd {
             return Ok(FsUsage::default());
         };
         let walked_root = std::path::PathBuf::from(&root);
-        let (used_bytes, inodes_used) = tokio::task::spawn_blocking(move || disk_usage(&walked_root))
-            .await
-            .map_err(|e| BackendError::Engine { engine: "containerd", message: format!("usage walk: {e}") })?;
-        Ok(FsUsage { used_bytes, inodes_used, mountpoint: root })
+        let (used_bytes, inodes_used) =
+            tokio::task::spawn_blocking(move || disk_usage(&walked_root))
+                .await
+                .map_err(|e| BackendError::Engine {
+                    engine: "containerd",
+                    message: format!("usage walk: {e}"),
+                })?;
+        Ok(FsUsage {
+            used_bytes,
+            inodes_used,
+            mountpoint: root,
+        })
     }
 }
 
@@ -605,7 +763,9 @@ fn disk_usage(root: &std::path::Path) -> (u64, u64) {
     let mut stack = vec![root.to_path_buf()];
     let (mut bytes, mut inodes) = (0u64, 0u64);
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             if !seen.insert((meta.dev(), meta.ino())) {
@@ -634,7 +794,10 @@ mod tests {
     #[test]
     fn chain_id_hashes_parent_and_diff_id() {
         let ids = chain_ids(&["sha256:aa".to_string(), "sha256:bb".to_string()]);
-        let expected = format!("sha256:{}", hex::encode(Sha256::digest(b"sha256:aa sha256:bb")));
+        let expected = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(b"sha256:aa sha256:bb"))
+        );
         assert_eq!(ids[1], expected);
     }
 
@@ -642,7 +805,10 @@ mod tests {
     fn repository_strips_tag_and_digest_but_not_port() {
         assert_eq!(repository_of("localhost:5000/a/b:1"), "localhost:5000/a/b");
         assert_eq!(repository_of("localhost:5000/a/b"), "localhost:5000/a/b");
-        assert_eq!(repository_of("docker.io/library/x@sha256:00"), "docker.io/library/x");
+        assert_eq!(
+            repository_of("docker.io/library/x@sha256:00"),
+            "docker.io/library/x"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod events;
 mod fifo;
 mod images;
 pub use images::node_architecture;
+mod pull;
 mod view;
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use tonic::metadata::MetadataValue;
 use tonic::Request;
 
 use crate::{
-    Backend, BackendError, BackendEvent, CreateContainer, ContainerRecord, EngineVersion, ExecIo,
+    Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
     ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted, TaskState,
 };
 
@@ -31,6 +32,11 @@ const ENGINE: &str = "containerd";
 pub const SNAPSHOTTER: &str = "overlayfs";
 /// The runtime every task runs on.
 pub const RUNTIME: &str = "io.containerd.runc.v2";
+
+/// Largest gRPC message crius sends to or accepts from containerd. Lists of a full node
+/// (1000 containers with their OCI specs) pass tonic's 4 MiB default; containerd's own
+/// server limit is 16 MiB, so the lists that can grow past it are streamed.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Settings of the containerd backend.
 #[derive(Debug, Clone)]
@@ -52,6 +58,7 @@ struct Inner {
     namespace: String,
     namespace_header: MetadataValue<tonic::metadata::Ascii>,
     images: images::ImageCache,
+    pulls: pull::InFlight,
 }
 
 impl Containerd {
@@ -82,6 +89,7 @@ impl Containerd {
                 namespace: config.namespace,
                 namespace_header,
                 images: images::ImageCache::default(),
+                pulls: pull::InFlight::default(),
             }),
         })
     }
@@ -116,31 +124,43 @@ impl Containerd {
 
     fn containers(&self) -> api::containers_client::ContainersClient<Channel> {
         api::containers_client::ContainersClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn tasks(&self) -> api::tasks_client::TasksClient<Channel> {
         api::tasks_client::TasksClient::new(self.channel())
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn images_client(&self) -> api::images_client::ImagesClient<Channel> {
         api::images_client::ImagesClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn content(&self) -> api::content_client::ContentClient<Channel> {
         api::content_client::ContentClient::new(self.channel())
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn snapshots(&self) -> api::snapshots::snapshots_client::SnapshotsClient<Channel> {
         api::snapshots::snapshots_client::SnapshotsClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn diff(&self) -> api::diff_client::DiffClient<Channel> {
         api::diff_client::DiffClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn leases(&self) -> api::leases_client::LeasesClient<Channel> {
         api::leases_client::LeasesClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
     fn introspection(&self) -> api::introspection_client::IntrospectionClient<Channel> {
         api::introspection_client::IntrospectionClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
@@ -148,8 +168,14 @@ impl Containerd {
 pub(crate) fn map_status(status: tonic::Status, kind: &'static str, id: &str) -> BackendError {
     use tonic::Code;
     match status.code() {
-        Code::NotFound => BackendError::NotFound { kind, id: id.to_string() },
-        Code::AlreadyExists => BackendError::AlreadyExists { kind, id: id.to_string() },
+        Code::NotFound => BackendError::NotFound {
+            kind,
+            id: id.to_string(),
+        },
+        Code::AlreadyExists => BackendError::AlreadyExists {
+            kind,
+            id: id.to_string(),
+        },
         Code::FailedPrecondition => {
             BackendError::FailedPrecondition(format!("{kind} {id:?}: {}", status.message()))
         }
@@ -180,8 +206,12 @@ fn is_transport(status: &tonic::Status) -> bool {
 }
 
 pub(crate) fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> i64 {
-    ts.map(|t| t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
-        .unwrap_or(0)
+    ts.map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    })
+    .unwrap_or(0)
 }
 
 pub(crate) fn now_timestamp() -> prost_types::Timestamp {
@@ -227,6 +257,10 @@ impl Backend for Containerd {
         self.import_image_impl(bundle).await
     }
 
+    async fn pull_image(&self, request: crate::PullImage) -> Result<ImageRecord> {
+        self.pull_image_impl(request).await
+    }
+
     async fn read_image_files(
         &self,
         image_id: &str,
@@ -251,8 +285,13 @@ impl Backend for Containerd {
         self.remove_container_impl(id).await
     }
 
-    async fn start_task(&self, id: &str, io_dir: &std::path::Path) -> Result<TaskStarted> {
-        self.start_task_impl(id, io_dir).await
+    async fn start_task(
+        &self,
+        id: &str,
+        io_dir: &std::path::Path,
+        terminal: bool,
+    ) -> Result<TaskStarted> {
+        self.start_task_impl(id, io_dir, terminal).await
     }
 
     async fn reattach_task_io(

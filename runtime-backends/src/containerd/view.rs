@@ -12,11 +12,18 @@ use super::{map_status, Containerd, SNAPSHOTTER};
 use crate::{BackendError, Result};
 
 impl Containerd {
-    pub(crate) async fn read_image_files_impl(&self, image_id: &str, paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+    pub(crate) async fn read_image_files_impl(
+        &self,
+        image_id: &str,
+        paths: &[&str],
+    ) -> Result<HashMap<String, Vec<u8>>> {
         let image = self
             .image_impl(image_id)
             .await?
-            .ok_or_else(|| BackendError::NotFound { kind: "image", id: image_id.to_string() })?;
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "image",
+                id: image_id.to_string(),
+            })?;
         let key = format!("crius-view-{:016x}", rand::random::<u64>());
         let mounts = self
             .snapshots()
@@ -34,14 +41,22 @@ impl Containerd {
         let target = std::env::temp_dir().join(&key);
         let result = tokio::task::spawn_blocking(move || read_mounted(&mounts, &target, &wanted))
             .await
-            .map_err(|e| BackendError::Engine { engine: "containerd", message: format!("image view: {e}") });
+            .map_err(|e| BackendError::Engine {
+                engine: "containerd",
+                message: format!("image view: {e}"),
+            });
         self.remove_snapshot(&key).await;
         result?
     }
 }
 
-fn read_mounted(mounts: &[Mount], target: &Path, paths: &[String]) -> Result<HashMap<String, Vec<u8>>> {
-    std::fs::create_dir_all(target).map_err(|e| BackendError::io(format!("creating {}", target.display()), e))?;
+fn read_mounted(
+    mounts: &[Mount],
+    target: &Path,
+    paths: &[String],
+) -> Result<HashMap<String, Vec<u8>>> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| BackendError::io(format!("creating {}", target.display()), e))?;
     let mounted = mount_all(mounts, target);
     let out = mounted.map(|()| {
         let mut files = HashMap::new();
@@ -71,15 +86,28 @@ fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
             }
         }
         let data = data.join(",");
-        let fstype = if mount.r#type == "bind" { None } else { Some(mount.r#type.as_str()) };
+        let fstype = if mount.r#type == "bind" {
+            None
+        } else {
+            Some(mount.r#type.as_str())
+        };
         nix::mount::mount(
             Some(mount.source.as_str()),
             target,
             fstype,
             flags,
-            if data.is_empty() { None } else { Some(data.as_str()) },
+            if data.is_empty() {
+                None
+            } else {
+                Some(data.as_str())
+            },
         )
-        .map_err(|e| BackendError::io(format!("mounting image view at {}", target.display()), e.into()))?;
+        .map_err(|e| {
+            BackendError::io(
+                format!("mounting image view at {}", target.display()),
+                e.into(),
+            )
+        })?;
         if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
             // A bind mount ignores MS_RDONLY until remounted.
             let _ = nix::mount::mount(

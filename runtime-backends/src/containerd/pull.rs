@@ -1,0 +1,1040 @@
+//! Pulling images from registries into containerd 1.6, which has no Transfer service.
+//!
+//! The registry side is `oci-client` (bearer-token and basic auth, manifests, blob streams);
+//! the containerd side is the same path as an import: everything is written under one lease
+//! (`Content.Write`, streamed in 1 MiB messages), layers are unpacked into the snapshotter
+//! (`Snapshots.Prepare` + `Diff.Apply` + `Snapshots.Commit` by chain id), and the image
+//! records point at the index or manifest with `containerd.io/gc.ref.*` labels on every blob,
+//! so the garbage collector keeps exactly what the image needs once the lease goes.
+//!
+//! Robustness:
+//! - concurrent pulls of one reference share one download (an in-flight map of shared
+//!   futures; the pull runs in its own task, so a caller that gives up does not cancel it);
+//! - a pull that receives nothing for `progress_timeout` is cancelled (`DeadlineExceeded`);
+//! - a failed or cancelled pull aborts its ingests and deletes its lease with `sync`, so no
+//!   partial content stays behind;
+//! - every blob (index, manifest, config, layers) is checked against its digest.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use containerd_client::services::v1 as api;
+use containerd_client::types::Descriptor;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::images::{
+    chain_ids, node_architecture, parse_config, repository_of, sha256_digest, MEDIA_DOCKER_LIST,
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
+use super::{map_status, Containerd, SNAPSHOTTER};
+use crate::{
+    BackendError, Blob, ImageRecord, PullImage, RegistryCredentials, RegistrySettings, Result,
+};
+
+const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MEDIA_DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+const MEDIA_DOCKER_MANIFEST_V1_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+/// Layer media types containerd 1.6's differ applies.
+const LAYER_TYPES: [&str; 5] = [
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar",
+];
+const MANIFEST_ACCEPT: [&str; 4] = [
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_LIST,
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_MANIFEST,
+];
+/// Size of one `Content.Write` message.
+const CHUNK: usize = 1 << 20;
+/// Pull progress is logged (debug) every this many bytes of a layer.
+const LOG_EVERY: u64 = 8 << 20;
+const ENGINE: &str = "registry";
+
+type SharedPull = Shared<BoxFuture<'static, Result<ImageRecord, Arc<BackendError>>>>;
+
+/// Pulls in flight, by normalised reference.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    pulls: Mutex<HashMap<String, SharedPull>>,
+}
+
+/// Bytes received and when the last ones arrived; the watchdog reads it.
+struct Progress {
+    start: Instant,
+    last_ms: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once nothing happened for `timeout`.
+    async fn stalled(&self, timeout: Duration) {
+        loop {
+            let idle = Duration::from_millis(
+                self.elapsed_ms()
+                    .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            );
+            if idle >= timeout {
+                return;
+            }
+            tokio::time::sleep(timeout - idle).await;
+        }
+    }
+}
+
+/// One place an image can be fetched from: a mirror or the registry itself.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `host[:port]`.
+    host: String,
+    plain_http: bool,
+    mirror: bool,
+}
+
+/// The manifest chosen for this node, fetched and verified.
+struct Remote {
+    /// What the reference points at (an index or a manifest).
+    top: Blob,
+    top_digest: String,
+    /// The platform manifest (same as `top` when the reference names a manifest).
+    manifest: Blob,
+    manifest_digest: String,
+    config_desc: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Install the rustls crypto provider once (oci-client is built without one).
+fn init_tls() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // An error means another provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// containerd treats these as plain HTTP without configuration; so does crius.
+fn is_local(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// Mirrors of `registry` in order, then the registry itself.
+fn endpoints(registry: &str, settings: &RegistrySettings) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for url in settings.mirrors.get(registry).into_iter().flatten() {
+        let (plain_http, rest) = match url.split_once("://") {
+            Some(("http", rest)) => (true, rest),
+            Some((_, rest)) => (false, rest),
+            None => (false, url.as_str()),
+        };
+        let host = rest.split('/').next().unwrap_or_default().to_string();
+        if !host.is_empty() {
+            out.push(Endpoint {
+                host,
+                plain_http,
+                mirror: true,
+            });
+        }
+    }
+    let plain_http = is_local(registry) || settings.insecure.iter().any(|h| h == registry);
+    out.push(Endpoint {
+        host: registry.to_string(),
+        plain_http,
+        mirror: false,
+    });
+    out
+}
+
+/// The credentials for one endpoint: the caller's, else the configured ones for the
+/// endpoint's host, else for the image's registry.
+fn credentials_for<'a>(
+    request: &'a PullImage,
+    endpoint: &Endpoint,
+    registry: &str,
+) -> Option<&'a RegistryCredentials> {
+    request
+        .credentials
+        .as_ref()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let auths = &request.registry.auths;
+            auths
+                .get(&endpoint.host)
+                .or_else(|| auths.get(registry))
+                .filter(|c| !c.is_empty())
+        })
+}
+
+fn registry_auth(credentials: Option<&RegistryCredentials>) -> Result<RegistryAuth> {
+    let Some(c) = credentials else {
+        return Ok(RegistryAuth::Anonymous);
+    };
+    if !c.registry_token.is_empty() {
+        return Ok(RegistryAuth::Bearer(c.registry_token.clone()));
+    }
+    if !c.identity_token.is_empty() {
+        return Ok(RegistryAuth::Basic(
+            "<token>".to_string(),
+            c.identity_token.clone(),
+        ));
+    }
+    if !c.username.is_empty() {
+        return Ok(RegistryAuth::Basic(c.username.clone(), c.password.clone()));
+    }
+    if !c.auth.is_empty() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(c.auth.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .ok_or_else(|| {
+                BackendError::InvalidArgument("auth is not base64 of user:password".into())
+            })?;
+        let (user, password) = decoded.split_once(':').ok_or_else(|| {
+            BackendError::InvalidArgument("auth is not base64 of user:password".into())
+        })?;
+        return Ok(RegistryAuth::Basic(user.to_string(), password.to_string()));
+    }
+    Ok(RegistryAuth::Anonymous)
+}
+
+fn client_for(endpoint: &Endpoint, ca_file: Option<&Path>) -> Result<Client> {
+    init_tls();
+    let mut config = ClientConfig {
+        protocol: if endpoint.plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        user_agent: concat!("crius/", env!("CARGO_PKG_VERSION")),
+        connect_timeout: Some(Duration::from_secs(30)),
+        ..ClientConfig::default()
+    };
+    if let Some(path) = ca_file {
+        let data = std::fs::read(path).map_err(|e| {
+            BackendError::io(
+                format!("reading CA file {} for {}", path.display(), endpoint.host),
+                e,
+            )
+        })?;
+        config.extra_root_certificates.push(Certificate {
+            encoding: CertificateEncoding::Pem,
+            data,
+        });
+    }
+    Client::try_from(config).map_err(|e| {
+        BackendError::InvalidArgument(format!("registry client for {}: {e}", endpoint.host))
+    })
+}
+
+fn auth_error(reference: &str, auth: &RegistryAuth, detail: &str) -> BackendError {
+    let what = match auth {
+        RegistryAuth::Anonymous => {
+            "the registry requires credentials and none were given".to_string()
+        }
+        RegistryAuth::Basic(user, _) => {
+            format!("the registry rejected the credentials of user {user:?}")
+        }
+        RegistryAuth::Bearer(_) => "the registry rejected the registry token".to_string(),
+    };
+    BackendError::Unauthenticated(format!("pulling {reference}: {what}: {detail}"))
+}
+
+/// Map an oci-client error to a backend error with a clear cause.
+fn map_oci(
+    err: OciDistributionError,
+    reference: &str,
+    host: &str,
+    auth: &RegistryAuth,
+) -> BackendError {
+    use OciDistributionError as E;
+    let not_found = |detail: String| BackendError::NotFound {
+        kind: "image",
+        id: format!("{reference} ({detail})"),
+    };
+    match err {
+        E::UnauthorizedError { url } => auth_error(reference, auth, &format!("401 from {url}")),
+        E::AuthenticationFailure(reason) => auth_error(reference, auth, &reason),
+        E::ImageManifestNotFoundError(detail) => not_found(detail),
+        E::RegistryError { envelope, url } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let detail = format!("{envelope} from {url}");
+            if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                auth_error(reference, auth, &detail)
+            } else if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound
+                        | OciErrorCode::ManifestBlobUnknown
+                )
+            }) {
+                not_found(detail)
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Toomanyrequests))
+            {
+                BackendError::Unavailable {
+                    engine: ENGINE,
+                    message: format!("{host}: {detail}"),
+                }
+            } else {
+                BackendError::FailedPrecondition(format!(
+                    "pulling {reference}: registry {host} answered {detail}"
+                ))
+            }
+        }
+        E::ServerError { code, url, message } => match code {
+            401 | 403 => auth_error(reference, auth, &format!("{code} from {url}: {message}")),
+            404 => not_found(format!("404 from {url}")),
+            _ => BackendError::Unavailable {
+                engine: ENGINE,
+                message: format!("{host} answered {code} for {url}: {}", message.trim()),
+            },
+        },
+        E::RequestError(e) => BackendError::Unavailable {
+            engine: ENGINE,
+            message: format!("cannot reach {host} for {reference}: {}", error_chain(&e)),
+        },
+        E::DigestError(e) => {
+            BackendError::InvalidArgument(format!("pulling {reference}: digest mismatch: {e}"))
+        }
+        e @ (E::UnsupportedMediaTypeError(_)
+        | E::IncompatibleLayerMediaTypeError(_)
+        | E::UnsupportedSchemaVersionError(_)) => {
+            BackendError::FailedPrecondition(format!("pulling {reference}: {e}"))
+        }
+        E::IoError(e) => stream_error(reference, host, &e),
+        other => BackendError::Engine {
+            engine: ENGINE,
+            message: format!("pulling {reference} from {host}: {other}"),
+        },
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// An error reading a blob stream: a digest mismatch found by oci-client, or the network.
+fn stream_error(reference: &str, host: &str, err: &std::io::Error) -> BackendError {
+    let text = error_chain(err);
+    if text.to_ascii_lowercase().contains("digest") {
+        BackendError::InvalidArgument(format!("pulling {reference}: {text}"))
+    } else {
+        BackendError::Unavailable {
+            engine: ENGINE,
+            message: format!("reading from {host} for {reference}: {text}"),
+        }
+    }
+}
+
+/// A copy of an error shared between the callers of one pull.
+fn copy_error(err: &BackendError) -> BackendError {
+    match err {
+        BackendError::Unavailable { engine, message } => BackendError::Unavailable {
+            engine,
+            message: message.clone(),
+        },
+        BackendError::NotFound { kind, id } => BackendError::NotFound {
+            kind,
+            id: id.clone(),
+        },
+        BackendError::AlreadyExists { kind, id } => BackendError::AlreadyExists {
+            kind,
+            id: id.clone(),
+        },
+        BackendError::FailedPrecondition(m) => BackendError::FailedPrecondition(m.clone()),
+        BackendError::InvalidArgument(m) => BackendError::InvalidArgument(m.clone()),
+        BackendError::DeadlineExceeded(m) => BackendError::DeadlineExceeded(m.clone()),
+        BackendError::Unauthenticated(m) => BackendError::Unauthenticated(m.clone()),
+        BackendError::Engine { engine, message } => BackendError::Engine {
+            engine,
+            message: message.clone(),
+        },
+        BackendError::Io { context, source } => BackendError::io(
+            context.clone(),
+            std::io::Error::new(source.kind(), source.to_string()),
+        ),
+    }
+}
+
+fn json(raw: &[u8], what: &str, digest: &str) -> Result<Value> {
+    serde_json::from_slice(raw)
+        .map_err(|e| BackendError::InvalidArgument(format!("{what} {digest} is not JSON: {e}")))
+}
+
+fn descriptor(value: &Value, what: &str) -> Result<Descriptor> {
+    let digest = value["digest"].as_str().unwrap_or_default().to_string();
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(BackendError::InvalidArgument(format!(
+            "{what} has an invalid or non-sha256 digest {digest:?}"
+        )));
+    }
+    Ok(Descriptor {
+        media_type: value["mediaType"].as_str().unwrap_or_default().to_string(),
+        digest,
+        size: value["size"].as_i64().unwrap_or(0),
+        annotations: HashMap::new(),
+    })
+}
+
+/// Check fetched bytes against the digest they were asked for.
+fn verify(data: &[u8], expected: &str, what: &str) -> Result<()> {
+    let actual = sha256_digest(data);
+    if actual != expected {
+        return Err(BackendError::InvalidArgument(format!(
+            "{what}: digest mismatch: expected {expected}, got {actual}"
+        )));
+    }
+    Ok(())
+}
+
+impl Containerd {
+    pub(crate) async fn pull_image_impl(&self, request: PullImage) -> Result<ImageRecord> {
+        let key = request.reference.clone();
+        let shared = {
+            let mut pulls = self
+                .inner
+                .pulls
+                .pulls
+                .lock()
+                .map_err(|_| BackendError::Engine {
+                    engine: ENGINE,
+                    message: "pull table poisoned".into(),
+                })?;
+            match pulls.get(&key) {
+                Some(running) => {
+                    tracing::debug!(image = %key, "joining a pull in flight");
+                    running.clone()
+                }
+                None => {
+                    let this = self.clone();
+                    let done_key = key.clone();
+                    let task = tokio::spawn(async move {
+                        let result = this.pull_once(request).await.map_err(Arc::new);
+                        if let Ok(mut pulls) = this.inner.pulls.pulls.lock() {
+                            pulls.remove(&done_key);
+                        }
+                        result
+                    });
+                    let shared = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(BackendError::Engine {
+                                engine: ENGINE,
+                                message: format!("pull task failed: {e}"),
+                            }))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    pulls.insert(key, shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await.map_err(|e| copy_error(&e))
+    }
+
+    /// One pull under its own lease, watched for progress; cleans up after a failure.
+    async fn pull_once(&self, request: PullImage) -> Result<ImageRecord> {
+        let progress = Progress::new();
+        let ingests = Mutex::new(Vec::new());
+        let lease = self.create_lease().await?;
+        let work = self.pull_under_lease(&lease, &request, &progress, &ingests);
+        let result = if request.progress_timeout.is_zero() {
+            work.await
+        } else {
+            tokio::select! {
+                result = work => result,
+                () = progress.stalled(request.progress_timeout) => Err(BackendError::DeadlineExceeded(format!(
+                    "pulling {}: cancelled after {:?} without progress ({} bytes received)",
+                    request.reference,
+                    request.progress_timeout,
+                    progress.bytes()
+                ))),
+            }
+        };
+        let seconds = progress.start.elapsed().as_secs_f64();
+        match result {
+            Ok(record) => {
+                self.delete_lease(&lease, false).await;
+                tracing::info!(
+                    image = %request.reference,
+                    id = %record.id,
+                    bytes = progress.bytes(),
+                    seconds = format!("{seconds:.2}"),
+                    "pulled image"
+                );
+                Ok(record)
+            }
+            Err(err) => {
+                let refs = ingests.lock().map(|r| r.clone()).unwrap_or_default();
+                for reference in refs {
+                    self.abort_ingest(&reference).await;
+                }
+                self.delete_lease(&lease, true).await;
+                tracing::debug!(image = %request.reference, error = %err, seconds, "pull failed; its content was removed");
+                Err(err)
+            }
+        }
+    }
+
+    async fn abort_ingest(&self, reference: &str) {
+        let result = self
+            .content()
+            .abort(self.req(api::AbortRequest {
+                r#ref: reference.to_string(),
+            }))
+            .await;
+        if let Err(status) = result {
+            if status.code() != tonic::Code::NotFound {
+                tracing::warn!(ingest = reference, error = %status, "could not abort ingest");
+            }
+        }
+    }
+
+    async fn pull_under_lease(
+        &self,
+        lease: &str,
+        request: &PullImage,
+        progress: &Progress,
+        ingests: &Mutex<Vec<String>>,
+    ) -> Result<ImageRecord> {
+        let name = request.reference.as_str();
+        let reference: Reference = name.parse().map_err(|e| {
+            BackendError::InvalidArgument(format!("invalid image reference {name:?}: {e}"))
+        })?;
+        let registry = reference.registry().to_string();
+        let all = endpoints(&registry, &request.registry);
+        let mut last_error = None;
+        for (i, endpoint) in all.iter().enumerate() {
+            let client = client_for(
+                endpoint,
+                request
+                    .registry
+                    .ca_files
+                    .get(&endpoint.host)
+                    .map(|p| p.as_path()),
+            )?;
+            let mut target = reference.clone();
+            if endpoint.mirror {
+                target.set_mirror_registry(endpoint.host.clone());
+            }
+            let auth = registry_auth(credentials_for(request, endpoint, &registry))?;
+            progress.touch();
+            match self
+                .fetch_manifests(&client, &target, &auth, endpoint, name, progress)
+                .await
+            {
+                Ok(remote) => {
+                    tracing::debug!(image = name, endpoint = %endpoint.host, "resolved {}", remote.top_digest);
+                    return self
+                        .store_remote(
+                            lease, &client, &target, &auth, endpoint, name, remote, progress,
+                            ingests,
+                        )
+                        .await;
+                }
+                Err(err) => {
+                    if i + 1 < all.len() {
+                        tracing::debug!(image = name, endpoint = %endpoint.host, error = %err, "trying the next endpoint");
+                    }
+                    last_error = Some(err);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| BackendError::NotFound {
+            kind: "image",
+            id: name.to_string(),
+        }))
+    }
+
+    /// Fetch the index or manifest the reference names and, from an index, this node's
+    /// manifest; check both against their digests.
+    async fn fetch_manifests(
+        &self,
+        client: &Client,
+        target: &Reference,
+        auth: &RegistryAuth,
+        endpoint: &Endpoint,
+        name: &str,
+        progress: &Progress,
+    ) -> Result<Remote> {
+        let oci = |e| map_oci(e, name, &endpoint.host, auth);
+        let (top_raw, top_digest) = client
+            .pull_manifest_raw(target, auth, &MANIFEST_ACCEPT)
+            .await
+            .map_err(oci)?;
+        progress.add(top_raw.len());
+        verify(&top_raw, &top_digest, "manifest")?;
+        if let Some(wanted) = target.digest() {
+            verify(&top_raw, wanted, "manifest")?;
+        }
+        let top_json = json(&top_raw, "manifest", &top_digest)?;
+        let top_type = media_type_of(&top_json);
+        let top = Blob {
+            media_type: top_type.clone(),
+            data: top_raw.to_vec(),
+        };
+        let (manifest, manifest_digest, manifest_json) =
+            if top_type == MEDIA_OCI_INDEX || top_type == MEDIA_DOCKER_LIST {
+                let arch = node_architecture();
+                let chosen = top_json["manifests"]
+                    .as_array()
+                    .and_then(|list| {
+                        list.iter().find(|m| {
+                            m["platform"]["os"].as_str() == Some("linux")
+                                && m["platform"]["architecture"].as_str() == Some(arch)
+                        })
+                    })
+                    .ok_or_else(|| {
+                        BackendError::FailedPrecondition(format!(
+                            "pulling {name}: the image index has no manifest for linux/{arch}"
+                        ))
+                    })?;
+                let desc = descriptor(chosen, "index entry")?;
+                let mut platform_ref = Reference::with_digest(
+                    target.registry().to_string(),
+                    target.repository().to_string(),
+                    desc.digest.clone(),
+                );
+                if endpoint.mirror {
+                    platform_ref.set_mirror_registry(endpoint.host.clone());
+                }
+                let (raw, digest) = client
+                    .pull_manifest_raw(&platform_ref, auth, &MANIFEST_ACCEPT)
+                    .await
+                    .map_err(oci)?;
+                progress.add(raw.len());
+                verify(&raw, &desc.digest, "platform manifest")?;
+                let parsed = json(&raw, "manifest", &digest)?;
+                let media_type = media_type_of(&parsed);
+                (
+                    Blob {
+                        media_type,
+                        data: raw.to_vec(),
+                    },
+                    desc.digest,
+                    parsed,
+                )
+            } else {
+                (top.clone(), top_digest.clone(), top_json)
+            };
+        if manifest.media_type != MEDIA_OCI_MANIFEST && manifest.media_type != MEDIA_DOCKER_MANIFEST
+        {
+            return Err(BackendError::FailedPrecondition(format!(
+                "pulling {name}: unsupported manifest media type {:?}",
+                manifest.media_type
+            )));
+        }
+        let config_desc = descriptor(&manifest_json["config"], "config")?;
+        if !CONFIG_TYPES.contains(&config_desc.media_type.as_str()) {
+            return Err(BackendError::FailedPrecondition(format!(
+                "pulling {name}: {:?} is not a container image (config media type {:?})",
+                manifest_digest, config_desc.media_type
+            )));
+        }
+        let mut layers = Vec::new();
+        for layer in manifest_json["layers"].as_array().into_iter().flatten() {
+            let desc = descriptor(layer, "layer")?;
+            if !LAYER_TYPES.contains(&desc.media_type.as_str()) {
+                return Err(BackendError::FailedPrecondition(format!(
+                    "pulling {name}: unsupported layer media type {:?} ({})",
+                    desc.media_type, desc.digest
+                )));
+            }
+            layers.push(desc);
+        }
+        Ok(Remote {
+            top,
+            top_digest,
+            manifest,
+            manifest_digest,
+            config_desc,
+            layers,
+        })
+    }
+
+    /// Download config and layers, write index/manifest/config with GC labels, unpack,
+    /// and name the image.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_remote(
+        &self,
+        lease: &str,
+        client: &Client,
+        target: &Reference,
+        auth: &RegistryAuth,
+        endpoint: &Endpoint,
+        name: &str,
+        remote: Remote,
+        progress: &Progress,
+        ingests: &Mutex<Vec<String>>,
+    ) -> Result<ImageRecord> {
+        let oci = |e| map_oci(e, name, &endpoint.host, auth);
+        // The config is small: fetch it whole.
+        let mut config_raw = Vec::new();
+        client
+            .pull_blob(target, remote.config_desc.digest.as_str(), &mut config_raw)
+            .await
+            .map_err(oci)?;
+        progress.add(config_raw.len());
+        verify(&config_raw, &remote.config_desc.digest, "image config")?;
+        let (_, diff_ids) = parse_config(&config_raw)?;
+        if diff_ids.len() != remote.layers.len() {
+            return Err(BackendError::InvalidArgument(format!(
+                "pulling {name}: the manifest has {} layers but the config lists {} diff ids",
+                remote.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        for layer in &remote.layers {
+            if self.content_exists(&layer.digest).await? {
+                tracing::debug!(image = name, layer = %layer.digest, "layer already present");
+                self.lease_resource(lease, "content", &layer.digest).await;
+                continue;
+            }
+            self.download_layer(
+                lease, client, target, auth, endpoint, name, layer, progress, ingests,
+            )
+            .await?;
+        }
+
+        let chain = chain_ids(&diff_ids);
+        let mut config_labels = HashMap::new();
+        if let Some(top) = chain.last() {
+            config_labels.insert(
+                format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                top.clone(),
+            );
+        }
+        let config_blob = Blob {
+            media_type: remote.config_desc.media_type.clone(),
+            data: config_raw,
+        };
+        self.write_blob(lease, &config_blob, config_labels).await?;
+        let mut manifest_labels = HashMap::new();
+        manifest_labels.insert(
+            "containerd.io/gc.ref.content.config".to_string(),
+            remote.config_desc.digest.clone(),
+        );
+        for (i, layer) in remote.layers.iter().enumerate() {
+            manifest_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                layer.digest.clone(),
+            );
+        }
+        self.write_blob(lease, &remote.manifest, manifest_labels)
+            .await?;
+        if remote.top_digest != remote.manifest_digest {
+            let mut index_labels = HashMap::new();
+            index_labels.insert(
+                "containerd.io/gc.ref.content.m.0".to_string(),
+                remote.manifest_digest.clone(),
+            );
+            self.write_blob(lease, &remote.top, index_labels).await?;
+        }
+
+        progress.touch();
+        self.unpack(lease, &remote.layers, &diff_ids).await?;
+        progress.touch();
+
+        let top_desc = Descriptor {
+            media_type: remote.top.media_type.clone(),
+            digest: remote.top_digest.clone(),
+            size: i64::try_from(remote.top.data.len()).unwrap_or(i64::MAX),
+            annotations: HashMap::new(),
+        };
+        let digest_name = format!("{}@{}", repository_of(name), remote.top_digest);
+        let mut names = Vec::new();
+        if !name.contains('@') {
+            names.push(name.to_string());
+        }
+        names.push(digest_name.clone());
+        for image_name in &names {
+            self.put_image_name(image_name, &top_desc, &HashMap::new())
+                .await?;
+        }
+        self.image_impl(&digest_name)
+            .await?
+            .ok_or(BackendError::NotFound {
+                kind: "image",
+                id: digest_name,
+            })
+    }
+
+    /// Stream one layer from the registry into the content store, verifying its digest.
+    #[allow(clippy::too_many_arguments)]
+    async fn download_layer(
+        &self,
+        lease: &str,
+        client: &Client,
+        target: &Reference,
+        auth: &RegistryAuth,
+        endpoint: &Endpoint,
+        name: &str,
+        layer: &Descriptor,
+        progress: &Progress,
+        ingests: &Mutex<Vec<String>>,
+    ) -> Result<()> {
+        let digest = layer.digest.clone();
+        let mut stream = client
+            .pull_blob_stream(target, digest.as_str())
+            .await
+            .map_err(|e| map_oci(e, name, &endpoint.host, auth))?;
+        let ingest = format!("crius-pull-{:016x}-{digest}", rand::random::<u64>());
+        if let Ok(mut list) = ingests.lock() {
+            list.push(ingest.clone());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<api::WriteContentRequest>(4);
+        let request = self.leased_req(tokio_stream::wrappers::ReceiverStream::new(rx), lease)?;
+        let mut content = self.content();
+        let writer = async move {
+            let mut responses = content.write(request).await?.into_inner();
+            while let Some(response) = responses.next().await {
+                response?;
+            }
+            Ok::<(), tonic::Status>(())
+        };
+        let total = layer.size;
+        let feeder = async {
+            let mut hasher = Sha256::new();
+            let mut offset: i64 = 0;
+            let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
+            let mut logged = 0u64;
+            let closed = || BackendError::Engine {
+                engine: "containerd",
+                message: format!("content write of {digest} closed early"),
+            };
+            loop {
+                let chunk = match stream.next().await {
+                    Some(Ok(chunk)) => Some(chunk),
+                    Some(Err(e)) => return Err(stream_error(name, &endpoint.host, &e)),
+                    None => None,
+                };
+                if let Some(chunk) = &chunk {
+                    progress.add(chunk.len());
+                    hasher.update(chunk);
+                    buffer.extend_from_slice(chunk);
+                }
+                if buffer.len() >= CHUNK || (chunk.is_none() && !buffer.is_empty()) {
+                    let data = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK));
+                    let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+                    let message = api::WriteContentRequest {
+                        action: api::WriteAction::Write as i32,
+                        r#ref: ingest.clone(),
+                        total,
+                        expected: digest.clone(),
+                        offset,
+                        data,
+                        labels: HashMap::new(),
+                    };
+                    tx.send(message).await.map_err(|_| closed())?;
+                    offset += len;
+                    let done = u64::try_from(offset).unwrap_or(0);
+                    if done - logged >= LOG_EVERY {
+                        logged = done;
+                        tracing::debug!(image = name, layer = %digest, received = done, total, "pull progress");
+                    }
+                }
+                if chunk.is_none() {
+                    break;
+                }
+            }
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if actual != digest {
+                return Err(BackendError::InvalidArgument(format!(
+                    "pulling {name}: layer digest mismatch: expected {digest}, got {actual}"
+                )));
+            }
+            if offset != total {
+                return Err(BackendError::InvalidArgument(format!(
+                    "pulling {name}: layer {digest} is {offset} bytes, the manifest says {total}"
+                )));
+            }
+            let commit = api::WriteContentRequest {
+                action: api::WriteAction::Commit as i32,
+                r#ref: ingest.clone(),
+                total,
+                expected: digest.clone(),
+                offset,
+                data: Vec::new(),
+                labels: HashMap::new(),
+            };
+            tx.send(commit).await.map_err(|_| closed())?;
+            drop(tx);
+            Ok(())
+        };
+        tokio::pin!(writer);
+        tokio::pin!(feeder);
+        let mut fed = false;
+        loop {
+            tokio::select! {
+                written = &mut writer => {
+                    return match written {
+                        // Another pull committed the same blob first.
+                        Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+                        Err(status) => Err(map_status(status, "content", &layer.digest)),
+                        Ok(()) if fed => Ok(()),
+                        Ok(()) => feeder.await,
+                    };
+                }
+                result = &mut feeder, if !fed => {
+                    result?;
+                    fed = true;
+                }
+            }
+        }
+    }
+}
+
+fn media_type_of(manifest: &Value) -> String {
+    match manifest["mediaType"].as_str() {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ if manifest["manifests"].is_array() => MEDIA_OCI_INDEX.to_string(),
+        _ if manifest["schemaVersion"].as_i64() == Some(1) => MEDIA_DOCKER_MANIFEST_V1.to_string(),
+        _ if manifest["signatures"].is_array() => MEDIA_DOCKER_MANIFEST_V1_SIGNED.to_string(),
+        _ => MEDIA_OCI_MANIFEST.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts_are_plain_http() {
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("localhost:1"));
+        assert!(is_local("localhost"));
+        assert!(!is_local("registry.example:5000"));
+        assert!(!is_local("127.0.0.10:5000"));
+    }
+
+    #[test]
+    fn mirrors_come_first_then_the_registry() {
+        let mut settings = RegistrySettings::default();
+        settings.mirrors.insert(
+            "registry.invalid".into(),
+            vec![
+                "http://127.0.0.1:5000".into(),
+                "https://mirror.example/v2".into(),
+            ],
+        );
+        settings.insecure.push("registry.invalid".into());
+        let all = endpoints("registry.invalid", &settings);
+        let hosts: Vec<_> = all
+            .iter()
+            .map(|e| (e.host.as_str(), e.plain_http, e.mirror))
+            .collect();
+        assert_eq!(
+            hosts,
+            vec![
+                ("127.0.0.1:5000", true, true),
+                ("mirror.example", false, true),
+                ("registry.invalid", true, false)
+            ]
+        );
+        assert!(!endpoints("docker.io", &settings)[0].plain_http);
+    }
+
+    #[test]
+    fn credentials_pick_the_strongest_field() {
+        let auth = |c: RegistryCredentials| registry_auth(Some(&c)).map(|a| format!("{a:?}"));
+        let token = RegistryCredentials {
+            registry_token: "t".into(),
+            username: "u".into(),
+            ..Default::default()
+        };
+        assert_eq!(auth(token).unwrap(), "Bearer(\"<redacted>\")");
+        let basic = RegistryCredentials {
+            auth: "dXNlcjpwYXNz".into(),
+            ..Default::default()
+        };
+        assert_eq!(auth(basic).unwrap(), "Basic(\"user\", \"<redacted>\")");
+        let bad = RegistryCredentials {
+            auth: "!!".into(),
+            ..Default::default()
+        };
+        assert!(auth(bad).is_err());
+        assert_eq!(format!("{:?}", registry_auth(None).unwrap()), "Anonymous");
+    }
+
+    #[test]
+    fn shared_errors_keep_their_kind() {
+        let err = BackendError::io("x", std::io::Error::other("disk"));
+        match copy_error(&err) {
+            BackendError::Io { source, .. } => assert_eq!(source.kind(), std::io::ErrorKind::Other),
+            other => panic!("{other:?}"),
+        }
+        let err = BackendError::Unauthenticated("401".into());
+        assert!(matches!(copy_error(&err), BackendError::Unauthenticated(m) if m == "401"));
+    }
+
+    #[tokio::test]
+    async fn progress_watchdog_fires_after_idle_time() {
+        let progress = Progress::new();
+        let started = Instant::now();
+        progress.stalled(Duration::from_millis(100)).await;
+        assert!(started.elapsed() >= Duration::from_millis(90));
+    }
+}
