@@ -1,0 +1,441 @@
+//! `bench`: side-by-side CRI latency, throughput, memory and recovery measurements of several
+//! endpoints in one run (DESIGN.md, issue 10).
+//!
+//! `bench --endpoint crius=unix:///a.sock --endpoint containerd=unix:///b.sock` measures
+//! running endpoints; `bench --private` starts a private containerd, crius on it and
+//! containerd's built-in CRI itself (root), which also gives crius's RSS, CPU time and restart
+//! (recovery) time. `scripts/bench` is the usual way in.
+
+mod measure;
+mod target;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use conformance::harness::{images as test_images, Containerd, ContainerdOptions, Crius, Images};
+
+use measure::{Latencies, Populate, Recovery, Report, Resources};
+use target::{Target, HOT_READS, LIFECYCLE};
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Side-by-side CRI benchmarks")]
+struct Args {
+    /// `NAME=unix:///path.sock`, repeated. With `--private`, these are added to the private ones.
+    #[arg(long = "endpoint", value_name = "NAME=unix:///…")]
+    endpoints: Vec<String>,
+    /// Start a private containerd with crius on it and bench crius against containerd's
+    /// built-in CRI (needs root and a built crius: `CRIUS_BIN`).
+    #[arg(long)]
+    private: bool,
+    /// Container counts to measure at, ascending (comma-separated or repeated).
+    #[arg(long = "containers", value_delimiter = ',', default_values_t = [5usize, 100, 1000])]
+    containers: Vec<usize>,
+    /// At most this many of the containers run; the rest are created (every tenth exited).
+    #[arg(long, default_value_t = 100)]
+    running: usize,
+    /// How long each read RPC is called back to back (e.g. `2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Pods with one container taken through their whole life per endpoint and N.
+    #[arg(long, default_value_t = 10)]
+    lifecycle: usize,
+    /// Length of the kubelet-shaped load at each N (`0s` skips it).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    load_duration: Duration,
+    /// Concurrent kubelet-like clients in the load.
+    #[arg(long, default_value_t = 50)]
+    load_clients: usize,
+    /// Pods populated in parallel.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Ratios are taken against this endpoint (default: `containerd` if present, else the last).
+    #[arg(long)]
+    reference: Option<String>,
+    /// PID of crius for resource figures when benching external endpoints (`NAME=PID`).
+    #[arg(long = "pid", value_name = "NAME=PID")]
+    pids: Vec<String>,
+    /// With `--private`: start the daemons, print their endpoints and wait for Ctrl-C
+    /// (to point the conformance suite or crictl at them); no measurements.
+    #[arg(long, requires = "private")]
+    hold: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("bad duration unit in {text:?} (ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The private daemons of `--private`; dropped (stopped, cleaned) at the end.
+struct Private {
+    crius: Crius,
+    containerd: Containerd,
+    logs: conformance::harness::TempDir,
+}
+
+fn start_private() -> Result<Private> {
+    let images = Images::get()?;
+    let containerd = Containerd::start(ContainerdOptions::default())?;
+    for reference in [test_images::BUSYBOX, test_images::PAUSE] {
+        images.import(&containerd, "k8s.io", reference)?;
+    }
+    images.import(&containerd, "crius", test_images::BUSYBOX)?;
+    containerd.write_cni_conflist("bench-ref", None)?;
+    let crius = Crius::start(None, containerd.socket(), &[])?;
+    crius.write_cni_conflist("bench-crius", None)?;
+    let logs = conformance::harness::TempDir::new("bench-logs")?;
+    Ok(Private {
+        crius,
+        containerd,
+        logs,
+    })
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let mut private = if args.private {
+        Some(start_private()?)
+    } else {
+        None
+    };
+    if let (true, Some(p)) = (args.hold, &private) {
+        println!("crius={} (pid {:?})", p.crius.endpoint(), p.crius.pid());
+        println!("containerd={}", p.containerd.cri_endpoint());
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    let mut named: Vec<(String, String)> = Vec::new();
+    if let Some(p) = &private {
+        named.push(("crius".into(), p.crius.endpoint()));
+        named.push(("containerd".into(), p.containerd.cri_endpoint()));
+    }
+    for e in &args.endpoints {
+        let (name, endpoint) = e
+            .split_once('=')
+            .with_context(|| format!("--endpoint {e:?} is not NAME=unix:///…"))?;
+        named.push((name.to_string(), endpoint.to_string()));
+    }
+    if named.is_empty() {
+        bail!("nothing to bench: give --endpoint NAME=unix:///… or --private");
+    }
+    let mut pids: HashMap<String, u32> = HashMap::new();
+    for p in &args.pids {
+        let (name, pid) = p
+            .split_once('=')
+            .with_context(|| format!("--pid {p:?} is not NAME=PID"))?;
+        pids.insert(
+            name.to_string(),
+            pid.parse().with_context(|| format!("--pid {p:?}"))?,
+        );
+    }
+    let reference = args.reference.clone().unwrap_or_else(|| {
+        named
+            .iter()
+            .find(|(n, _)| n == "containerd")
+            .or(named.last())
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default()
+    });
+    let log_root = match &private {
+        Some(p) => p.logs.path().to_path_buf(),
+        None => std::env::temp_dir().join(format!("crius-bench-{}", std::process::id())),
+    };
+    let mut targets = Vec::new();
+    for (name, endpoint) in &named {
+        targets.push(Target::new(name, endpoint, test_images::BUSYBOX, log_root.clone()).await?);
+    }
+    let mut report = Report {
+        endpoints: named.iter().map(|(n, _)| n.clone()).collect(),
+        reference,
+        ..Report::default()
+    };
+    let ticks = clock_ticks();
+    let mut counts = args.containers.clone();
+    counts.sort_unstable();
+    counts.dedup();
+
+    let outcome = async {
+        for &n in &counts {
+            for t in targets.iter_mut() {
+                let begin = Instant::now();
+                eprintln!("bench: populating {} to {n} containers", t.name);
+                t.grow_to(n, args.running, args.workers)
+                    .await
+                    .with_context(|| format!("populating {}", t.name))?;
+                report.populate.push(Populate {
+                    n,
+                    endpoint: t.name.clone(),
+                    pods: t.pods.len(),
+                    running: t.running.len(),
+                    seconds: begin.elapsed().as_secs_f64(),
+                });
+            }
+            // Let the freshly started containers settle before measuring.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for t in targets.iter_mut() {
+                let pid = match (&private, t.name.as_str()) {
+                    (Some(p), "crius") => p.crius.pid(),
+                    (Some(p), "containerd") => Some(p.containerd.pid()),
+                    _ => pids.get(&t.name).copied(),
+                };
+                let cpu_before = pid
+                    .and_then(|pid| target::process_usage(pid, ticks).ok())
+                    .map(|u| u.1);
+                measure_endpoint(&args, t, n, &mut report).await?;
+                if let Some(pid) = pid {
+                    let (rss_kib, cpu) = target::process_usage(pid, ticks)?;
+                    report.resources.push(Resources {
+                        n,
+                        endpoint: t.name.clone(),
+                        pid,
+                        rss_kib,
+                        cpu_seconds_total: cpu,
+                        cpu_seconds_phase: cpu - cpu_before.unwrap_or(0.0),
+                    });
+                }
+            }
+            if let Some(p) = private.as_mut() {
+                if let Some(t) = targets.iter_mut().find(|t| t.name == "crius") {
+                    report.recovery.push(recovery(&mut p.crius, t, n).await?);
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    if private.is_none() {
+        for t in targets.iter_mut() {
+            if let Err(e) = t.clean().await {
+                eprintln!("bench: cleaning {}: {e:#}", t.name);
+            }
+        }
+    }
+    if let Some(mut p) = private.take() {
+        drop(targets);
+        if let Err(e) = p.crius.shutdown() {
+            eprintln!("bench: {e:#}");
+        }
+        if let Err(e) = p.containerd.shutdown() {
+            eprintln!("bench: {e:#}");
+        }
+    }
+    outcome
+}
+
+/// Hot reads, the lifecycle alone, then the lifecycle under the kubelet-shaped load.
+async fn measure_endpoint(args: &Args, t: &Target, n: usize, report: &mut Report) -> Result<()> {
+    eprintln!("bench: {} at N={n}: reads", t.name);
+    let snapshot = t.snapshot();
+    for rpc in HOT_READS {
+        let (latencies, elapsed) =
+            target::measure_read(&t.clients, &snapshot, rpc, args.duration).await;
+        report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
+    }
+    eprintln!("bench: {} at N={n}: lifecycle", t.name);
+    let mut lifecycle: HashMap<&'static str, Latencies> = HashMap::new();
+    let begin = Instant::now();
+    for _ in 0..args.lifecycle {
+        if let Err(e) = target::lifecycle_once(t, &mut lifecycle).await {
+            lifecycle
+                .entry("RunPodSandbox")
+                .or_default()
+                .error(format!("{e:#}"));
+        }
+    }
+    let elapsed = begin.elapsed();
+    for rpc in LIFECYCLE {
+        if let Some(l) = lifecycle.get(rpc) {
+            report.rows.push(l.row(n, &t.name, rpc, elapsed));
+        }
+    }
+    if args.load_duration.is_zero() || args.load_clients == 0 {
+        return Ok(());
+    }
+    eprintln!(
+        "bench: {} at N={n}: lifecycle under kubelet load ({} clients)",
+        t.name, args.load_clients
+    );
+    let until = Instant::now() + args.load_duration;
+    let mut clients = Vec::new();
+    for index in 0..args.load_clients {
+        // One connection per simulated kubelet, like separate processes would have.
+        let c = target::Clients::connect(&t.endpoint).await?;
+        clients.push(tokio::spawn(target::kubelet_client(c, index, until)));
+    }
+    let mut under_load: HashMap<&'static str, Latencies> = HashMap::new();
+    let begin = Instant::now();
+    while Instant::now() < until {
+        if let Err(e) = target::lifecycle_once(t, &mut under_load).await {
+            under_load
+                .entry("RunPodSandbox")
+                .or_default()
+                .error(format!("{e:#}"));
+        }
+    }
+    let elapsed = begin.elapsed();
+    let mut reads: HashMap<&'static str, Latencies> = HashMap::new();
+    for c in clients {
+        for (rpc, l) in c.await? {
+            reads.entry(rpc).or_default().merge(&l);
+        }
+    }
+    for rpc in LIFECYCLE {
+        if let Some(l) = under_load.get(rpc) {
+            report
+                .rows
+                .push(l.row(n, &t.name, &format!("{rpc} @load"), elapsed));
+        }
+    }
+    for rpc in [
+        "ListPodSandbox",
+        "ListContainers",
+        "PodSandboxStatus",
+        "ListContainerStats",
+        "ImageFsInfo",
+    ] {
+        if let Some(l) = reads.get(rpc) {
+            report
+                .rows
+                .push(l.row(n, &t.name, &format!("{rpc} @load"), elapsed));
+        }
+    }
+    Ok(())
+}
+
+/// Stops crius, starts it again and times until Version answers and ListContainers returns
+/// every container it had.
+async fn recovery(crius: &mut Crius, t: &mut Target, n: usize) -> Result<Recovery> {
+    let mut rt = t.clients.rt.clone();
+    let expected = rt
+        .list_containers(cri_api::v1::ListContainersRequest { filter: None })
+        .await
+        .context("ListContainers before the restart")?
+        .into_inner()
+        .containers
+        .len();
+    crius.stop()?;
+    let begin = Instant::now();
+    crius.start_again()?;
+    let deadline = begin + Duration::from_secs(120);
+    let mut listed = 0;
+    loop {
+        if let Ok(clients) = target::Clients::connect(&t.endpoint).await {
+            let mut rt = clients.rt.clone();
+            let version = rt
+                .version(cri_api::v1::VersionRequest {
+                    version: "v1".into(),
+                })
+                .await;
+            if version.is_ok() {
+                if let Ok(r) = rt
+                    .list_containers(cri_api::v1::ListContainersRequest { filter: None })
+                    .await
+                {
+                    listed = r.into_inner().containers.len();
+                    if listed >= expected {
+                        break;
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let log = crius.log().unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "crius did not list {expected} containers within 120 s of a restart (listed {listed}); crius log tail:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = begin.elapsed().as_secs_f64();
+    t.reconnect().await?;
+    Ok(Recovery {
+        n,
+        endpoint: t.name.clone(),
+        seconds,
+        containers_listed: listed,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("2h").is_err());
+    }
+
+    #[test]
+    fn cli_parses_the_issue_flags() {
+        let args = Args::try_parse_from([
+            "bench",
+            "--endpoint",
+            "a=unix:///a.sock",
+            "--endpoint",
+            "b=unix:///b.sock",
+            "--containers",
+            "5,100",
+            "--running",
+            "50",
+            "--duration",
+            "1s",
+            "--json",
+            "/tmp/x.json",
+        ])
+        .unwrap();
+        assert_eq!(args.endpoints.len(), 2);
+        assert_eq!(args.containers, vec![5, 100]);
+        assert_eq!(args.running, 50);
+        assert_eq!(args.duration, Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,282 @@
+//! Latency histograms, result rows and the printed table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies of one RPC on one endpoint, in nanoseconds.
+pub struct Latencies {
+    histogram: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        // 1 ns .. 10 min at 3 significant digits; the bounds are valid constants.
+        let histogram = match Histogram::new_with_bounds(1, 600_000_000_000, 3) {
+            Ok(histogram) => histogram,
+            Err(_) => unreachable!("constant histogram bounds are valid"),
+        };
+        Latencies {
+            histogram,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    pub fn record(&mut self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.histogram.saturating_record(nanos);
+    }
+
+    pub fn error(&mut self, message: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(message);
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+
+    pub fn row(&self, n: usize, endpoint: &str, rpc: &str, elapsed: Duration) -> Row {
+        let micros = |q: f64| self.histogram.value_at_quantile(q) as f64 / 1000.0;
+        let count = self.histogram.len();
+        Row {
+            n,
+            endpoint: endpoint.to_string(),
+            rpc: rpc.to_string(),
+            count,
+            errors: self.errors,
+            first_error: self.first_error.clone(),
+            p50_us: if count > 0 { micros(0.5) } else { 0.0 },
+            p99_us: if count > 0 { micros(0.99) } else { 0.0 },
+            ops_per_sec: if elapsed.is_zero() {
+                0.0
+            } else {
+                count as f64 / elapsed.as_secs_f64()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Containers on the endpoint when measured.
+    pub n: usize,
+    pub endpoint: String,
+    pub rpc: String,
+    pub count: u64,
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub ops_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resources {
+    pub n: usize,
+    pub endpoint: String,
+    pub pid: u32,
+    pub rss_kib: u64,
+    /// utime + stime of the process since it started.
+    pub cpu_seconds_total: f64,
+    /// CPU time spent while this N was measured.
+    pub cpu_seconds_phase: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    pub n: usize,
+    pub endpoint: String,
+    /// From spawning the process until Version answered and ListContainers returned every
+    /// container.
+    pub seconds: f64,
+    pub containers_listed: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Populate {
+    pub n: usize,
+    pub endpoint: String,
+    pub pods: usize,
+    pub running: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub endpoints: Vec<String>,
+    /// The endpoint ratios are taken against.
+    pub reference: String,
+    pub rows: Vec<Row>,
+    pub resources: Vec<Resources>,
+    pub recovery: Vec<Recovery>,
+    pub populate: Vec<Populate>,
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.0}ms", us / 1000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2}ms", us / 1000.0)
+    } else {
+        format!("{us:.0}µs")
+    }
+}
+
+impl Report {
+    /// One table per N: a line per RPC with p50/p99/ops of every endpoint and the ratio of each
+    /// other endpoint to the reference.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut by_n: BTreeMap<usize, Vec<&Row>> = BTreeMap::new();
+        for row in &self.rows {
+            by_n.entry(row.n).or_default().push(row);
+        }
+        let others: Vec<&String> = self
+            .endpoints
+            .iter()
+            .filter(|e| **e != self.reference)
+            .collect();
+        for (n, rows) in by_n {
+            out.push_str(&format!("\n== N = {n} containers ==\n{:<34}", "rpc"));
+            for e in &self.endpoints {
+                out.push_str(&format!(" | {:>26}", format!("{e} p50/p99/ops")));
+            }
+            for e in &others {
+                out.push_str(&format!(
+                    " | {:>15}",
+                    format!("{e}/{} p50,p99", self.reference)
+                ));
+            }
+            out.push('\n');
+            let mut rpcs: Vec<&str> = Vec::new();
+            for row in &rows {
+                if !rpcs.contains(&row.rpc.as_str()) {
+                    rpcs.push(&row.rpc);
+                }
+            }
+            for rpc in rpcs {
+                let find = |e: &str| rows.iter().find(|r| r.rpc == rpc && r.endpoint == e);
+                out.push_str(&format!("{rpc:<34}"));
+                for e in &self.endpoints {
+                    let cell = match find(e) {
+                        Some(r) if r.count == 0 => format!("errors {}", r.errors),
+                        Some(r) => format!(
+                            "{}/{}/{:.0}{}",
+                            fmt_us(r.p50_us),
+                            fmt_us(r.p99_us),
+                            r.ops_per_sec,
+                            if r.errors > 0 { "!" } else { "" }
+                        ),
+                        None => "-".to_string(),
+                    };
+                    out.push_str(&format!(" | {cell:>26}"));
+                }
+                for e in &others {
+                    let cell = match (find(e), find(&self.reference)) {
+                        (Some(a), Some(b))
+                            if a.count > 0 && b.count > 0 && b.p50_us > 0.0 && b.p99_us > 0.0 =>
+                        {
+                            format!("{:.2}x,{:.2}x", a.p50_us / b.p50_us, a.p99_us / b.p99_us)
+                        }
+                        _ => "-".to_string(),
+                    };
+                    out.push_str(&format!(" | {cell:>15}"));
+                }
+                out.push('\n');
+            }
+        }
+        if !self.populate.is_empty() {
+            out.push_str("\n== populate ==\n");
+            for p in &self.populate {
+                out.push_str(&format!(
+                    "{:<12} N={:<5} pods={:<4} running={:<4} took {:.1}s\n",
+                    p.endpoint, p.n, p.pods, p.running, p.seconds
+                ));
+            }
+        }
+        if !self.resources.is_empty() {
+            out.push_str("\n== resources ==\n");
+            for r in &self.resources {
+                out.push_str(&format!(
+                    "{:<12} N={:<5} pid={:<8} RSS {:>7.1} MiB  CPU {:>7.2}s total, {:>6.2}s in this phase\n",
+                    r.endpoint,
+                    r.n,
+                    r.pid,
+                    r.rss_kib as f64 / 1024.0,
+                    r.cpu_seconds_total,
+                    r.cpu_seconds_phase
+                ));
+            }
+        }
+        if !self.recovery.is_empty() {
+            out.push_str(
+                "\n== recovery (restart until Version answers and ListContainers returns N) ==\n",
+            );
+            for r in &self.recovery {
+                out.push_str(&format!(
+                    "{:<12} N={:<5} {:.3}s ({} listed)\n",
+                    r.endpoint, r.n, r.seconds, r.containers_listed
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_report_quantiles_and_rate() {
+        let mut l = Latencies::new();
+        for us in 1..=100 {
+            l.record(Duration::from_micros(us));
+        }
+        l.error("boom".into());
+        let row = l.row(5, "crius", "Version", Duration::from_secs(2));
+        assert_eq!(row.count, 100);
+        assert_eq!(row.errors, 1);
+        assert!((row.p50_us - 50.0).abs() < 0.1, "{}", row.p50_us);
+        assert!((row.p99_us - 99.0).abs() < 0.1, "{}", row.p99_us);
+        assert!((row.ops_per_sec - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn table_has_ratios_against_the_reference() {
+        let mut a = Latencies::new();
+        a.record(Duration::from_micros(100));
+        let mut b = Latencies::new();
+        b.record(Duration::from_micros(200));
+        let report = Report {
+            endpoints: vec!["crius".into(), "containerd".into()],
+            reference: "containerd".into(),
+            rows: vec![
+                a.row(5, "crius", "Version", Duration::from_secs(1)),
+                b.row(5, "containerd", "Version", Duration::from_secs(1)),
+            ],
+            ..Report::default()
+        };
+        let table = report.table();
+        assert!(table.contains("0.50x,0.50x"), "{table}");
+    }
+}

@@ -1,0 +1,205 @@
+//! ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
+//!
+//! Reading cgroup files and measuring writable layers is blocking file I/O, so each call
+//! runs on the blocking pool.
+
+use std::sync::Arc;
+
+use cri_api::v1 as cri;
+
+use super::convert::{matches_selector, to_map};
+use crate::error::{Error, Result};
+use crate::runtime::Crius;
+use crate::stats::{ContainerUsage, Sample, SandboxUsage, WritableLayer};
+
+async fn blocking<T: Send + 'static>(
+    crius: &Arc<Crius>,
+    work: impl FnOnce(&Crius) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let crius = Arc::clone(crius);
+    tokio::task::spawn_blocking(move || work(&crius))
+        .await
+        .map_err(|e| Error::Internal(format!("stats worker failed: {e}")))?
+}
+
+pub async fn container(
+    crius: &Arc<Crius>,
+    request: cri::ContainerStatsRequest,
+) -> Result<cri::ContainerStatsResponse> {
+    if request.container_id.is_empty() {
+        return Err(Error::InvalidArgument(
+            "ContainerStats: container_id must not be empty".into(),
+        ));
+    }
+    let usage = blocking(crius, move |c| c.container_usage(&request.container_id)).await?;
+    Ok(cri::ContainerStatsResponse {
+        stats: Some(container_stats(&usage)),
+    })
+}
+
+pub async fn list_containers(
+    crius: &Arc<Crius>,
+    request: cri::ListContainerStatsRequest,
+) -> Result<cri::ListContainerStatsResponse> {
+    let filter = request.filter.unwrap_or_default();
+    let usages = blocking(crius, move |c| {
+        // Ids may be given as unique prefixes, as in ListContainers.
+        c.list_container_usage(|container| {
+            container.meta.id.starts_with(&filter.id)
+                && container
+                    .meta
+                    .sandbox_id
+                    .starts_with(&filter.pod_sandbox_id)
+                && matches_selector(&container.meta.config.labels, &filter.label_selector)
+        })
+    })
+    .await?;
+    Ok(cri::ListContainerStatsResponse {
+        stats: usages.iter().map(container_stats).collect(),
+    })
+}
+
+pub async fn sandbox(
+    crius: &Arc<Crius>,
+    request: cri::PodSandboxStatsRequest,
+) -> Result<cri::PodSandboxStatsResponse> {
+    if request.pod_sandbox_id.is_empty() {
+        return Err(Error::InvalidArgument(
+            "PodSandboxStats: pod_sandbox_id must not be empty".into(),
+        ));
+    }
+    let usage = blocking(crius, move |c| c.sandbox_usage(&request.pod_sandbox_id)).await?;
+    Ok(cri::PodSandboxStatsResponse {
+        stats: Some(sandbox_stats(&usage)),
+    })
+}
+
+pub async fn list_sandboxes(
+    crius: &Arc<Crius>,
+    request: cri::ListPodSandboxStatsRequest,
+) -> Result<cri::ListPodSandboxStatsResponse> {
+    let filter = request.filter.unwrap_or_default();
+    let usages = blocking(crius, move |c| {
+        c.list_sandbox_usage(|sandbox| {
+            sandbox.meta.id.starts_with(&filter.id)
+                && matches_selector(&sandbox.meta.config.labels, &filter.label_selector)
+        })
+    })
+    .await?;
+    Ok(cri::ListPodSandboxStatsResponse {
+        stats: usages.iter().map(sandbox_stats).collect(),
+    })
+}
+
+fn value(value: u64) -> Option<cri::UInt64Value> {
+    Some(cri::UInt64Value { value })
+}
+
+fn cpu(sample: &Sample) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp: sample.timestamp,
+        usage_core_nano_seconds: value(sample.cgroup.cpu_usage_nanos),
+        usage_nano_cores: sample.nano_cores.and_then(value),
+        psi: None,
+    }
+}
+
+fn memory(sample: &Sample) -> cri::MemoryUsage {
+    let stats = &sample.cgroup;
+    cri::MemoryUsage {
+        timestamp: sample.timestamp,
+        working_set_bytes: value(stats.memory_working_set_bytes),
+        // Like kubelet's cAdvisor path: only a limited cgroup has available bytes.
+        available_bytes: stats
+            .memory_limit_bytes
+            .and_then(|limit| value(limit.saturating_sub(stats.memory_working_set_bytes))),
+        usage_bytes: value(stats.memory_usage_bytes),
+        rss_bytes: value(stats.memory_rss_bytes),
+        page_faults: value(stats.memory_page_faults),
+        major_page_faults: value(stats.memory_major_page_faults),
+        psi: None,
+    }
+}
+
+fn writable_layer(layer: &WritableLayer) -> cri::FilesystemUsage {
+    cri::FilesystemUsage {
+        timestamp: layer.timestamp,
+        fs_id: Some(cri::FilesystemIdentifier {
+            mountpoint: layer.mountpoint.clone(),
+        }),
+        used_bytes: layer.used_bytes.and_then(value),
+        inodes_used: layer.inodes_used.and_then(value),
+    }
+}
+
+fn container_stats(usage: &ContainerUsage) -> cri::ContainerStats {
+    let meta = &usage.container.meta;
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: meta.id.clone(),
+            metadata: Some(cri::ContainerMetadata {
+                name: meta.config.metadata.name.clone(),
+                attempt: meta.config.metadata.attempt,
+            }),
+            labels: to_map(&meta.config.labels),
+            annotations: to_map(&meta.config.annotations),
+        }),
+        cpu: usage.sample.as_ref().map(cpu),
+        memory: usage.sample.as_ref().map(memory),
+        writable_layer: Some(writable_layer(&usage.layer)),
+        swap: None,
+        io: None,
+    }
+}
+
+fn sandbox_stats(usage: &SandboxUsage) -> cri::PodSandboxStats {
+    let meta = &usage.sandbox.meta;
+    let m = &meta.config.metadata;
+    let timestamp = usage
+        .sample
+        .as_ref()
+        .map(|s| s.timestamp)
+        .unwrap_or_else(crate::runtime::now_nanos);
+    let interfaces: Vec<cri::NetworkInterfaceUsage> = usage
+        .interfaces
+        .iter()
+        .map(|i| cri::NetworkInterfaceUsage {
+            name: i.name.clone(),
+            rx_bytes: value(i.rx_bytes),
+            rx_errors: value(i.rx_errors),
+            tx_bytes: value(i.tx_bytes),
+            tx_errors: value(i.tx_errors),
+        })
+        .collect();
+    let network = (!interfaces.is_empty()).then(|| cri::NetworkUsage {
+        timestamp,
+        default_interface: interfaces
+            .iter()
+            .find(|i| i.name == "eth0")
+            .or(interfaces.first())
+            .cloned(),
+        interfaces,
+    });
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: meta.id.clone(),
+            metadata: Some(cri::PodSandboxMetadata {
+                name: m.name.clone(),
+                uid: m.uid.clone(),
+                namespace: m.namespace.clone(),
+                attempt: m.attempt,
+            }),
+            labels: to_map(&meta.config.labels),
+            annotations: to_map(&meta.config.annotations),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: usage.sample.as_ref().map(cpu),
+            memory: usage.sample.as_ref().map(memory),
+            network,
+            process: None,
+            containers: usage.containers.iter().map(container_stats).collect(),
+            io: None,
+        }),
+        windows: None,
+    }
+}

@@ -1,0 +1,665 @@
+//! Resource usage of containers and pods, read from their cgroups (no backend call).
+//!
+//! kubelet asks for every container's stats every ~10 s, so one listing must stay cheap: a
+//! handful of small cgroup files per running container, a cached size of each writable
+//! layer, and a per-container CPU sample so `usage_nano_cores` is a rate over the last
+//! interval instead of a second read.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::cgroups::{read_stats, CgroupDriver, CgroupLayout, CgroupStats};
+use crate::error::{Error, Result};
+use crate::runtime::{now_nanos, Crius};
+use crate::store::{Container, ContainerState, Sandbox, SandboxState};
+
+/// CPU rates are computed over at least this window, so two calls in quick succession do not
+/// report the noise of a few microseconds.
+const MIN_RATE_WINDOW_NANOS: i64 = 1_000_000_000;
+
+/// How long a measured writable-layer size is reused (containerd refreshes its snapshot
+/// usage on a similar period).
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
+
+/// One reading of a cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub timestamp: i64,
+    pub cgroup: CgroupStats,
+    /// CPU rate since an earlier sample; `None` on the first reading.
+    pub nano_cores: Option<u64>,
+}
+
+/// Usage of a container's writable layer (the snapshot's upper directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WritableLayer {
+    pub timestamp: i64,
+    /// The snapshotter's root directory, what containerd reports as the layer's filesystem.
+    pub mountpoint: String,
+    /// `None` when the layer could not be located (the container is not running).
+    pub used_bytes: Option<u64>,
+    pub inodes_used: Option<u64>,
+}
+
+pub struct ContainerUsage {
+    pub container: Arc<Container>,
+    /// Only running containers have a cgroup to read (containerd returns task metrics only
+    /// for live tasks).
+    pub sample: Option<Sample>,
+    pub layer: WritableLayer,
+}
+
+/// Counters of one network interface of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceUsage {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+pub struct SandboxUsage {
+    pub sandbox: Arc<Sandbox>,
+    pub sample: Option<Sample>,
+    pub interfaces: Vec<InterfaceUsage>,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// Two CPU readings per cgroup: the rate is taken against the older one, which is replaced
+/// only once the newer is at least [`MIN_RATE_WINDOW_NANOS`] old.
+#[derive(Default)]
+pub struct CpuRates {
+    samples: Mutex<HashMap<String, (CpuReading, Option<CpuReading>)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CpuReading {
+    timestamp: i64,
+    usage_nanos: u64,
+}
+
+impl CpuRates {
+    /// Records a reading for `key` and returns the CPU rate in nano-cores since an earlier one.
+    pub fn observe(&self, key: &str, timestamp: i64, usage_nanos: u64) -> Option<u64> {
+        let now = CpuReading {
+            timestamp,
+            usage_nanos,
+        };
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((older, newer)) = samples.get_mut(key) else {
+            samples.insert(key.to_string(), (now, None));
+            return None;
+        };
+        let latest = newer.unwrap_or(*older);
+        if now.timestamp - latest.timestamp >= MIN_RATE_WINDOW_NANOS {
+            if newer.is_some() {
+                *older = latest;
+            }
+            *newer = Some(now);
+        }
+        rate(*older, now)
+    }
+
+    /// Forgets cgroups for which `live` is false (removed containers and pods).
+    pub fn retain(&self, live: impl Fn(&str) -> bool) {
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        samples.retain(|key, _| live(key));
+    }
+}
+
+fn rate(older: CpuReading, now: CpuReading) -> Option<u64> {
+    let window = now.timestamp - older.timestamp;
+    if window < MIN_RATE_WINDOW_NANOS {
+        return None;
+    }
+    // A restarted cgroup (counter went backwards) has no meaningful rate.
+    let used = now.usage_nanos.checked_sub(older.usage_nanos)?;
+    let cores = u128::from(used) * 1_000_000_000 / window.unsigned_abs() as u128;
+    u64::try_from(cores).ok()
+}
+
+/// Where a container's writable layer lives and its last measured size.
+#[derive(Clone)]
+struct LayerEntry {
+    upper: Option<PathBuf>,
+    measured: Option<(Instant, u64, u64)>,
+}
+
+/// Per-container caches that outlive one request. They live in [`Crius`] beside the store,
+/// and are pruned of removed objects on every listing.
+#[derive(Default)]
+pub struct StatsCache {
+    pub cpu: CpuRates,
+    layers: Mutex<HashMap<String, LayerEntry>>,
+}
+
+fn container_key(id: &str) -> String {
+    format!("container/{id}")
+}
+
+fn sandbox_key(id: &str) -> String {
+    format!("sandbox/{id}")
+}
+
+impl Crius {
+    /// ContainerStats: usage of one running container. As in containerd, a container without
+    /// a live task has no metrics and the call fails.
+    pub fn container_usage(&self, id: &str) -> Result<ContainerUsage> {
+        let container = self.container(id)?;
+        let usage = self.usage_of(container)?;
+        if usage.sample.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running: no stats",
+                usage.container.meta.id
+            )));
+        }
+        Ok(usage)
+    }
+
+    /// ListContainerStats: every container `keep` selects, running or not (those without a
+    /// task carry attributes and the writable layer only, as containerd answers).
+    pub fn list_container_usage(
+        &self,
+        keep: impl Fn(&Container) -> bool,
+    ) -> Result<Vec<ContainerUsage>> {
+        let snapshot = self.store.containers.snapshot();
+        prune(
+            &self.stats_cache,
+            &snapshot,
+            &self.store.sandboxes.snapshot(),
+        );
+        let mut usages = Vec::new();
+        for container in snapshot.values().filter(|c| keep(c)) {
+            usages.push(self.usage_of(Arc::clone(container))?);
+        }
+        Ok(usages)
+    }
+
+    /// PodSandboxStats: usage of one ready pod and its containers.
+    pub fn sandbox_usage(&self, id: &str) -> Result<SandboxUsage> {
+        let sandbox = self.sandbox(id)?;
+        if sandbox.status().state != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready: no stats",
+                sandbox.meta.id
+            )));
+        }
+        self.sandbox_usage_of(sandbox)
+    }
+
+    /// ListPodSandboxStats: every ready pod `keep` selects (stopped pods have no cgroup).
+    pub fn list_sandbox_usage(&self, keep: impl Fn(&Sandbox) -> bool) -> Result<Vec<SandboxUsage>> {
+        let snapshot = self.store.sandboxes.snapshot();
+        prune(
+            &self.stats_cache,
+            &self.store.containers.snapshot(),
+            &snapshot,
+        );
+        let mut usages = Vec::new();
+        for sandbox in snapshot.values() {
+            if sandbox.status().state == SandboxState::Ready && keep(sandbox) {
+                usages.push(self.sandbox_usage_of(Arc::clone(sandbox))?);
+            }
+        }
+        Ok(usages)
+    }
+
+    fn sandbox_usage_of(&self, sandbox: Arc<Sandbox>) -> Result<SandboxUsage> {
+        let containers = self
+            .store
+            .containers
+            .snapshot()
+            .values()
+            .filter(|c| c.meta.sandbox_id == sandbox.meta.id)
+            .map(|c| self.usage_of(Arc::clone(c)))
+            .collect::<Result<Vec<_>>>()?;
+        let sample = self.pod_sample(&sandbox, &containers)?;
+        let pid = sandbox.status().pid;
+        let interfaces = if pid == 0 {
+            Vec::new()
+        } else {
+            read_net_dev(&Path::new("/proc").join(pid.to_string()).join("net/dev"))
+        };
+        Ok(SandboxUsage {
+            sandbox,
+            sample,
+            interfaces,
+            containers,
+        })
+    }
+
+    /// The pod's own cgroup when kubelet gave one (what containerd reads); without a
+    /// `cgroup_parent` all pods share crius's default parent, so the pod is the sum of its
+    /// pause and app containers.
+    fn pod_sample(
+        &self,
+        sandbox: &Sandbox,
+        containers: &[ContainerUsage],
+    ) -> Result<Option<Sample>> {
+        let Some(layout) = &self.cgroup_layout else {
+            return Ok(None);
+        };
+        let timestamp = now_nanos();
+        let pause = self
+            .cgroups
+            .filesystem_path(&sandbox.meta.cgroups_path)
+            .map_err(cgroup_error)?;
+        let cgroup = if sandbox.meta.config.cgroup_parent.is_empty() {
+            let Some(mut total) = optional_stats(layout, &pause)? else {
+                return Ok(None);
+            };
+            for sample in containers.iter().filter_map(|c| c.sample.as_ref()) {
+                add(&mut total, &sample.cgroup);
+            }
+            total
+        } else {
+            let parent = Path::new(&pause)
+                .parent()
+                .and_then(Path::to_str)
+                .unwrap_or("/")
+                .to_string();
+            let Some(stats) = optional_stats(layout, &parent)? else {
+                return Ok(None);
+            };
+            stats
+        };
+        let nano_cores = self.stats_cache.cpu.observe(
+            &sandbox_key(&sandbox.meta.id),
+            timestamp,
+            cgroup.cpu_usage_nanos,
+        );
+        Ok(Some(Sample {
+            timestamp,
+            cgroup,
+            nano_cores,
+        }))
+    }
+
+    fn usage_of(&self, container: Arc<Container>) -> Result<ContainerUsage> {
+        let status = container.status();
+        let running = status.state == ContainerState::Running && status.pid != 0;
+        let sample = match (&self.cgroup_layout, running) {
+            (Some(layout), true) => self.container_sample(layout, &container)?,
+            _ => None,
+        };
+        let layer = self.writable_layer(&container.meta.id, running.then_some(status.pid));
+        Ok(ContainerUsage {
+            container,
+            sample,
+            layer,
+        })
+    }
+
+    fn container_sample(
+        &self,
+        layout: &CgroupLayout,
+        container: &Container,
+    ) -> Result<Option<Sample>> {
+        let Some(cgroups_path) = container
+            .meta
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+        else {
+            return Ok(None);
+        };
+        let Some(cgroups_path) = cgroups_path.to_str() else {
+            return Ok(None);
+        };
+        let path = self
+            .cgroups
+            .filesystem_path(cgroups_path)
+            .map_err(cgroup_error)?;
+        let timestamp = now_nanos();
+        let Some(cgroup) = optional_stats(layout, &path)? else {
+            return Ok(None);
+        };
+        let nano_cores = self.stats_cache.cpu.observe(
+            &container_key(&container.meta.id),
+            timestamp,
+            cgroup.cpu_usage_nanos,
+        );
+        Ok(Some(Sample {
+            timestamp,
+            cgroup,
+            nano_cores,
+        }))
+    }
+
+    fn writable_layer(&self, id: &str, pid: Option<u32>) -> WritableLayer {
+        let timestamp = now_nanos();
+        let mut layers = self
+            .stats_cache
+            .layers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = layers.entry(id.to_string()).or_insert(LayerEntry {
+            upper: None,
+            measured: None,
+        });
+        if entry.upper.is_none() {
+            entry.upper = pid.and_then(|pid| {
+                upper_dir(&Path::new("/proc").join(pid.to_string()).join("mountinfo"))
+            });
+        }
+        let entry = entry.clone();
+        drop(layers);
+        let Some(upper) = entry.upper else {
+            return WritableLayer {
+                timestamp,
+                mountpoint: self.image_fs.load().mountpoint.clone(),
+                used_bytes: None,
+                inodes_used: None,
+            };
+        };
+        let (bytes, inodes) = match entry.measured {
+            Some((at, bytes, inodes)) if at.elapsed() < LAYER_USAGE_TTL => (bytes, inodes),
+            _ => {
+                let (bytes, inodes) = disk_usage(&upper);
+                let mut layers = self
+                    .stats_cache
+                    .layers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = layers.get_mut(id) {
+                    entry.measured = Some((Instant::now(), bytes, inodes));
+                }
+                (bytes, inodes)
+            }
+        };
+        WritableLayer {
+            timestamp,
+            mountpoint: snapshotter_root(&upper),
+            used_bytes: Some(bytes),
+            inodes_used: Some(inodes),
+        }
+    }
+}
+
+/// Drops cached samples of containers and pods that are gone.
+fn prune(
+    cache: &StatsCache,
+    containers: &HashMap<String, Arc<Container>>,
+    sandboxes: &HashMap<String, Arc<Sandbox>>,
+) {
+    let live = |key: &str| match key.split_once('/') {
+        Some(("container", id)) => containers.contains_key(id),
+        Some(("sandbox", id)) => sandboxes.contains_key(id),
+        _ => false,
+    };
+    cache.cpu.retain(live);
+    cache
+        .layers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|id, _| containers.contains_key(id));
+}
+
+fn cgroup_error(err: crate::cgroups::CgroupError) -> Error {
+    Error::Internal(err.to_string())
+}
+
+/// A cgroup that is already gone (the task just exited) has no stats rather than an error.
+fn optional_stats(layout: &CgroupLayout, path: &str) -> Result<Option<CgroupStats>> {
+    match read_stats(layout, path) {
+        Ok(stats) => Ok(Some(stats)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(cgroup_error(err)),
+    }
+}
+
+fn add(total: &mut CgroupStats, more: &CgroupStats) {
+    total.memory_usage_bytes += more.memory_usage_bytes;
+    total.memory_working_set_bytes += more.memory_working_set_bytes;
+    total.memory_rss_bytes += more.memory_rss_bytes;
+    total.memory_page_faults += more.memory_page_faults;
+    total.memory_major_page_faults += more.memory_major_page_faults;
+    total.cpu_usage_nanos += more.cpu_usage_nanos;
+    total.memory_limit_bytes = None;
+    total.oom_kill_count = match (total.oom_kill_count, more.oom_kill_count) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+}
+
+/// The overlay `upperdir` of the root mount in a process's `mountinfo`.
+fn upper_dir(mountinfo: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(mountinfo).ok()?;
+    parse_upper_dir(&text)
+}
+
+fn parse_upper_dir(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if mount.split(' ').nth(4)? != "/" {
+            return None;
+        }
+        let mut fs = fs.split(' ');
+        if fs.next()? != "overlay" {
+            return None;
+        }
+        let options = fs.nth(1)?;
+        options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(PathBuf::from)
+    })
+}
+
+/// `<snapshotter root>/snapshots/<n>/fs` → `<snapshotter root>`.
+fn snapshotter_root(upper: &Path) -> String {
+    upper
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "snapshots"))
+        .and_then(Path::parent)
+        .unwrap_or(upper)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Bytes (allocated blocks) and inodes under `dir`, not following symlinks.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    let mut bytes = 0;
+    let mut inodes = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        bytes += meta.blocks() * 512;
+        inodes += 1;
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    (bytes, inodes)
+}
+
+/// Interfaces of a network namespace from `/proc/<pid>/net/dev`, loopback left out.
+fn read_net_dev(path: &Path) -> Vec<InterfaceUsage> {
+    std::fs::read_to_string(path)
+        .map(|text| parse_net_dev(&text))
+        .unwrap_or_default()
+}
+
+fn parse_net_dev(text: &str) -> Vec<InterfaceUsage> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let name = name.trim();
+            if name == "lo" {
+                return None;
+            }
+            let n: Vec<u64> = counters
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if n.len() < 16 {
+                return None;
+            }
+            Some(InterfaceUsage {
+                name: name.to_string(),
+                rx_bytes: n[0],
+                rx_errors: n[2],
+                tx_bytes: n[8],
+                tx_errors: n[10],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    #[test]
+    fn cpu_rate_needs_two_samples_a_second_apart() {
+        let rates = CpuRates::default();
+        assert_eq!(rates.observe("c", 0, 0), None);
+        // Too close to the first reading.
+        assert_eq!(rates.observe("c", SECOND / 2, 100), None);
+        // Half a core over two seconds.
+        assert_eq!(
+            rates.observe("c", 2 * SECOND, SECOND as u64),
+            Some(500_000_000)
+        );
+        // A quick repeat is measured against the older sample, not the 0.1 s-old one.
+        assert_eq!(
+            rates.observe("c", 2 * SECOND + SECOND / 10, SECOND as u64),
+            Some(476_190_476)
+        );
+        // Once the newer sample is a second old it becomes the base.
+        assert_eq!(
+            rates.observe("c", 4 * SECOND, 3 * SECOND as u64),
+            Some(1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn cpu_rate_of_a_restarted_cgroup_is_unknown() {
+        let rates = CpuRates::default();
+        rates.observe("c", 0, 5_000);
+        assert_eq!(rates.observe("c", 2 * SECOND, 10), None);
+        rates.retain(|_| false);
+        assert_eq!(rates.observe("c", 3 * SECOND, 10), None);
+    }
+
+    fn write(root: &Path, relative: &str, content: &str) {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// A v1 tree with one cgroup, laid out as on the Debian CI hosts.
+    fn v1_cgroup(root: &Path, cgroup: &str, usage: u64, cpu: u64) {
+        write(
+            root,
+            &format!("memory/{cgroup}/memory.usage_in_bytes"),
+            &format!("{usage}\n"),
+        );
+        write(
+            root,
+            &format!("memory/{cgroup}/memory.stat"),
+            "total_rss 4096\ntotal_inactive_file 1024\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
+        );
+        write(
+            root,
+            &format!("memory/{cgroup}/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        );
+        write(
+            root,
+            &format!("memory/{cgroup}/memory.oom_control"),
+            "oom_kill 0\n",
+        );
+        write(
+            root,
+            &format!("cpuacct/{cgroup}/cpuacct.usage"),
+            &format!("{cpu}\n"),
+        );
+    }
+
+    #[test]
+    fn pod_totals_add_up_member_cgroups() {
+        let root = tempfile::tempdir().unwrap();
+        v1_cgroup(root.path(), "crius/pause", 10_000, 5);
+        v1_cgroup(root.path(), "crius/app", 20_000, 7);
+        let layout = CgroupLayout::detect(root.path()).unwrap();
+        let mut total = optional_stats(&layout, "/crius/pause").unwrap().unwrap();
+        add(
+            &mut total,
+            &optional_stats(&layout, "/crius/app").unwrap().unwrap(),
+        );
+        assert_eq!(total.memory_usage_bytes, 30_000);
+        assert_eq!(total.memory_working_set_bytes, 30_000 - 2 * 1024);
+        assert_eq!(total.memory_rss_bytes, 8192);
+        assert_eq!(total.memory_page_faults, 14);
+        assert_eq!(total.cpu_usage_nanos, 12);
+        assert_eq!(total.memory_limit_bytes, None);
+        assert_eq!(total.oom_kill_count, Some(0));
+        // An exited container's cgroup is gone: no stats, no error.
+        assert_eq!(optional_stats(&layout, "/crius/gone").unwrap(), None);
+    }
+
+    #[test]
+    fn finds_the_overlay_upper_dir_of_the_root_mount() {
+        let mountinfo = "\
+1084 1020 0:95 / / rw,relatime - overlay overlay rw,lowerdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/3/fs,upperdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs,workdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/work
+1085 1084 0:97 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+";
+        let upper = parse_upper_dir(mountinfo).unwrap();
+        assert_eq!(
+            upper,
+            Path::new("/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs")
+        );
+        assert_eq!(
+            snapshotter_root(&upper),
+            "/var/lib/c/io.containerd.snapshotter.v1.overlayfs"
+        );
+        assert_eq!(
+            parse_upper_dir("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn disk_usage_counts_files_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a/b/file", &"x".repeat(10_000));
+        write(dir.path(), "c", "y");
+        let (bytes, inodes) = disk_usage(dir.path());
+        assert_eq!(inodes, 5);
+        assert!(bytes >= 10_000, "{bytes}");
+    }
+
+    #[test]
+    fn net_dev_skips_loopback() {
+        let text = "\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0:    5000      40    2    0    0     0          0         0     7000      50    3    0    0     0       0          0
+";
+        assert_eq!(
+            parse_net_dev(text),
+            vec![InterfaceUsage {
+                name: "eth0".into(),
+                rx_bytes: 5000,
+                rx_errors: 2,
+                tx_bytes: 7000,
+                tx_errors: 3
+            }]
+        );
+    }
+}
