@@ -24,8 +24,14 @@ async fn run(settings: Settings, label: &str) -> Result<BTreeMap<String, runner:
         eprintln!("{label}: sweeping leftovers: {e:#}");
     }
     let _ = shared.remove_work_dir();
-    println!("{label}: {}", report::summary_line(report::totals(&results)));
-    Ok(results.into_iter().map(|r| (r.name.clone(), r.status)).collect())
+    println!(
+        "{label}: {}",
+        report::summary_line(report::totals(&results))
+    );
+    Ok(results
+        .into_iter()
+        .map(|r| (r.name.clone(), r.status))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,7 +42,11 @@ async fn crius_passes_every_case_the_reference_passes() -> Result<()> {
         images.import(env.containerd(), "crius", reference)?;
     }
     // The same pause image as the reference's sandbox_image, through crius's pause_image key.
-    let mut crius = Crius::start(None, env.containerd().socket(), &["--pause-image", "localhost/crius/pause:1"])?;
+    let mut crius = Crius::start(
+        None,
+        env.containerd().socket(),
+        &["--pause-image", "localhost/crius/pause:1"],
+    )?;
     crius.write_cni_conflist("crius-conformance", None)?;
     let settings = |endpoint: String, is_reference: bool| Settings {
         image_endpoint: endpoint.clone(),
@@ -51,7 +61,9 @@ async fn crius_passes_every_case_the_reference_passes() -> Result<()> {
     {
         let channel = conformance::runner::connect::channel(&env.endpoint()).await?;
         let mut runtime = conformance::runner::connect::runtime_client(channel);
-        reference::wait_network_ready(&mut runtime).await.context("reference network")?;
+        reference::wait_network_ready(&mut runtime)
+            .await
+            .context("reference network")?;
     }
     let reference_results = run(settings(env.endpoint(), true), "reference").await?;
     let crius_results = run(settings(crius.endpoint(), false), "crius/containerd").await?;
@@ -59,23 +71,40 @@ async fn crius_passes_every_case_the_reference_passes() -> Result<()> {
     let mut regressions = Vec::new();
     for (name, status) in &crius_results {
         if let runner::Status::Failed(why) = status {
-            let reference_passed = matches!(reference_results.get(name), Some(runner::Status::Passed));
+            let reference_passed =
+                matches!(reference_results.get(name), Some(runner::Status::Passed));
             let unchecked = !reference_results.contains_key(name)
-                || matches!(reference_results.get(name), Some(runner::Status::Skipped(_)));
+                || matches!(
+                    reference_results.get(name),
+                    Some(runner::Status::Skipped(_))
+                );
             if reference_passed || unchecked {
                 regressions.push(format!("{name}: {why}"));
             }
         }
     }
     let count = |results: &BTreeMap<String, runner::Status>| {
-        let passed = results.values().filter(|s| matches!(s, runner::Status::Passed)).count();
-        let failed = results.values().filter(|s| matches!(s, runner::Status::Failed(_))).count();
+        let passed = results
+            .values()
+            .filter(|s| matches!(s, runner::Status::Passed))
+            .count();
+        let failed = results
+            .values()
+            .filter(|s| matches!(s, runner::Status::Failed(_)))
+            .count();
         (passed, failed, results.len() - passed - failed)
     };
     let (rp, rf, rs) = count(&reference_results);
     let (cp, cf, cs) = count(&crius_results);
-    println!("reference (containerd 1.6 CRI): {rp} passed, {rf} failed, {rs} skipped");
-    println!("crius on containerd:            {cp} passed, {cf} failed, {cs} skipped");
+    let lines = format!(
+        "{} cases\nreference (containerd 1.6 built-in CRI): {rp} passed, {rf} failed, {rs} skipped\ncrius on containerd:                     {cp} passed, {cf} failed, {cs} skipped\n",
+        crius_results.len()
+    );
+    print!("{lines}");
+    let summary = conformance::harness::util::workspace_root().join("target/ci");
+    if std::fs::create_dir_all(&summary).is_ok() {
+        let _ = std::fs::write(summary.join("conformance-summary.txt"), &lines);
+    }
     let _ = crius.shutdown();
     tokio::task::spawn_blocking(move || env.shutdown()).await??;
     assert!(

@@ -121,6 +121,11 @@ pub struct Flags {
     #[arg(long, global = true, value_name = "DIRS", value_delimiter = ',')]
     pub cni_bin_dirs: Vec<PathBuf>,
 
+    /// CNI config template rendered into cni_conf_dir when kubelet sends the pod CIDR
+    /// (UpdateRuntimeConfig); `{{.PodCIDR}}` and `{{.PodCIDRRanges}}` are replaced [default: none]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cni_conf_template: Option<PathBuf>,
+
     /// Address of the exec/attach/port-forward server [default: 127.0.0.1:0]
     #[arg(long, global = true, value_name = "ADDR")]
     pub stream_address: Option<String>,
@@ -171,6 +176,7 @@ pub struct FileConfig {
     pub pause_image: Option<String>,
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dirs: Option<Vec<PathBuf>>,
+    pub cni_conf_template: Option<PathBuf>,
     pub stream_address: Option<String>,
     pub metrics_address: Option<String>,
     pub log_level: Option<String>,
@@ -191,6 +197,9 @@ pub struct FileRegistry {
     /// `[registry.auths."host"]`.
     #[serde(default)]
     pub auths: BTreeMap<String, RegistryAuth>,
+    /// Registry host → PEM file of an extra CA trusted for it (`[registry.ca]`).
+    #[serde(default)]
+    pub ca: BTreeMap<String, PathBuf>,
 }
 
 /// Credentials for one registry host: `username` + `password`, or `auth` (base64 of
@@ -241,6 +250,8 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
     pub insecure: Vec<String>,
     pub auths: BTreeMap<String, RegistryAuth>,
+    /// Registry host → extra CA (PEM file).
+    pub ca: BTreeMap<String, PathBuf>,
 }
 
 /// The resolved configuration: file, flags and defaults merged and validated.
@@ -262,6 +273,8 @@ pub struct Config {
     pub pause_image: Option<String>,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Rendered into `cni_conf_dir` when the pod CIDR arrives.
+    pub cni_conf_template: Option<PathBuf>,
     pub stream_address: SocketAddr,
     pub metrics_address: Option<SocketAddr>,
     /// A level or a `tracing` filter; `RUST_LOG`, when set, wins over it.
@@ -381,6 +394,7 @@ fn resolve(
         .unwrap_or_else(|| DEFAULT_CNI_CONF_DIR.into());
     let cni_bin_dirs = pick_list(&flags.cni_bin_dirs, file.cni_bin_dirs)
         .unwrap_or_else(|| DEFAULT_CNI_BIN_DIRS.iter().map(PathBuf::from).collect());
+    let cni_conf_template = pick(flags.cni_conf_template.clone(), file.cni_conf_template);
     let stream_address = pick(flags.stream_address.clone(), file.stream_address)
         .unwrap_or_else(|| DEFAULT_STREAM_ADDRESS.to_string());
     let metrics_address = pick(flags.metrics_address.clone(), file.metrics_address);
@@ -425,6 +439,15 @@ fn resolve(
         },
         cni_conf_dir: absolute_dir("cni_conf_dir", cni_conf_dir)?,
         cni_bin_dirs: validate_cni_bin_dirs(cni_bin_dirs)?,
+        cni_conf_template: match cni_conf_template {
+            Some(path) if !path.is_absolute() => {
+                return Err(invalid(
+                    "cni_conf_template",
+                    format!("{} is not an absolute path", path.display()),
+                ))
+            }
+            other => other,
+        },
         stream_address: parse_socket_addr("stream_address", &stream_address)?,
         metrics_address: match metrics_address.as_deref().map(str::trim) {
             None | Some("") | Some("off") => None,
@@ -441,6 +464,7 @@ fn resolve(
             mirrors: validate_mirrors(file_registry.mirrors)?,
             insecure: validate_insecure(insecure)?,
             auths: validate_auths(file_registry.auths)?,
+            ca: validate_ca(file_registry.ca)?,
         },
     })
 }
@@ -665,6 +689,22 @@ fn validate_auths(
     Ok(auths)
 }
 
+fn validate_ca(ca: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+    for (host, path) in &ca {
+        validate_registry_host("registry.ca", host)?;
+        if !path.is_absolute() {
+            return Err(invalid(
+                "registry.ca",
+                format!(
+                    "CA file {} of {host:?} must be an absolute path",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(ca)
+}
+
 /// Registry keys are hosts as they appear in image references (`docker.io`,
 /// `127.0.0.1:5000`), not URLs.
 fn validate_registry_host(key: &str, host: &str) -> Result<(), ConfigError> {
@@ -791,6 +831,9 @@ password = "secret"
 
 [registry.auths."other.example"]
 auth = "dXNlcjpwYXNz"
+
+[registry.ca]
+"registry.example" = "/etc/crius/certs/registry.example.pem"
 "#;
 
     #[test]
@@ -838,6 +881,10 @@ auth = "dXNlcjpwYXNz"
         assert_eq!(
             config.registry.auths["other.example"].auth.as_deref(),
             Some("dXNlcjpwYXNz")
+        );
+        assert_eq!(
+            config.registry.ca.get("registry.example"),
+            Some(&PathBuf::from("/etc/crius/certs/registry.example.pem"))
         );
         // Secrets stay out of logs.
         let debug = format!("{config:?}");
@@ -1009,6 +1056,7 @@ auth = "dXNlcjpwYXNz"
                 "registry.auths",
             ),
             ("[registry.auths.\"h\"]\n", "registry.auths"),
+            ("[registry.ca]\n\"h\" = \"ca.pem\"\n", "registry.ca"),
             ("cni_bin_dirs = []\n", "cni_bin_dirs"),
         ];
         for (text, key) in cases {

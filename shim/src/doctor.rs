@@ -13,7 +13,9 @@ struct Check {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 pub fn run(config: &Config) -> anyhow::Result<()> {
@@ -23,9 +25,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let br_netfilter = Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
     let apparmor = read("/sys/module/apparmor/parameters/enabled").as_deref() == Some("Y");
     let systemd_pid1 = read("/proc/1/comm").as_deref() == Some("systemd");
-    let driver_ok = config.cgroup_driver.is_systemd() == systemd_pid1 || !config.cgroup_driver.is_systemd();
+    let driver_ok =
+        config.cgroup_driver.is_systemd() == systemd_pid1 || !config.cgroup_driver.is_systemd();
     let backend_ok = match config.backend {
-        crate::config::BackendKind::Containerd => std::os::unix::net::UnixStream::connect(&config.containerd_address).is_ok(),
+        crate::config::BackendKind::Containerd => {
+            std::os::unix::net::UnixStream::connect(&config.containerd_address).is_ok()
+        }
         crate::config::BackendKind::Docker => {
             let path = config.docker_endpoint.trim_start_matches("unix://");
             std::os::unix::net::UnixStream::connect(path).is_ok()

@@ -35,7 +35,10 @@ impl Error {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound(_) | Error::Backend(BackendError::NotFound { .. }))
+        matches!(
+            self,
+            Error::NotFound(_) | Error::Backend(BackendError::NotFound { .. })
+        )
     }
 }
 
@@ -77,6 +80,7 @@ impl Error {
                 BackendError::FailedPrecondition(_) => Code::FailedPrecondition,
                 BackendError::InvalidArgument(_) => Code::InvalidArgument,
                 BackendError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+                BackendError::Unauthenticated(_) => Code::Unauthenticated,
                 BackendError::Engine { .. } | BackendError::Io { .. } => Code::Internal,
             },
         }

@@ -21,18 +21,45 @@ pub fn spawn(crius: Arc<Crius>) {
 
 async fn apply(crius: &Arc<Crius>, event: BackendEvent) -> crate::error::Result<()> {
     match event {
-        BackendEvent::TaskExit { container_id, exec_id, exit } if exec_id.is_empty() => {
-            if let Some(container) = crius.store.containers.get(&container_id) {
-                if container.meta.id == container_id {
+        BackendEvent::TaskExit {
+            container_id,
+            exec_id,
+            exit,
+        } if exec_id.is_empty() => {
+            // Each exit is handled under the object's lifecycle lock, in its own task: a Stop
+            // that is waiting for the same exit finishes first (and the exit is recorded once),
+            // and a long Stop never holds up the events of other containers.
+            if let Some(container) = crius
+                .store
+                .containers
+                .get(&container_id)
+                .filter(|c| c.meta.id == container_id)
+            {
+                let crius = crius.clone();
+                tokio::spawn(async move {
+                    let _op = container.op.lock().await;
                     tracing::debug!(container = %container_id, code = exit.exit_code, "container exited");
-                    crius.handle_container_exit(&container, exit).await?;
-                }
-            } else if let Some(sandbox) = crius.store.sandboxes.get(&container_id) {
-                if sandbox.meta.id == container_id {
-                    tracing::info!(sandbox = %container_id, "pause process exited");
-                    let _ = crius.backend.delete_task(&container_id).await;
-                    crius.mark_sandbox_stopped(&sandbox)?;
-                }
+                    if let Err(e) = crius.handle_container_exit(&container, exit).await {
+                        tracing::warn!(container = %container_id, error = %e, "could not record exit");
+                    }
+                });
+            } else if let Some(sandbox) = crius
+                .store
+                .sandboxes
+                .get(&container_id)
+                .filter(|s| s.meta.id == container_id)
+            {
+                let crius = crius.clone();
+                tokio::spawn(async move {
+                    let _op = sandbox.op.lock().await;
+                    if sandbox.status().state == crate::store::SandboxState::Ready {
+                        tracing::info!(sandbox = %container_id, "pause process exited");
+                        let _ = crius.backend.delete_task(&container_id).await;
+                        if let Err(e) = crius.mark_sandbox_stopped(&sandbox) {
+                            tracing::warn!(sandbox = %container_id, error = %e, "could not record pause exit");
+                        }
+                    }
+                });
             }
         }
         BackendEvent::TaskExit { .. } | BackendEvent::TaskStart { .. } => {}
@@ -60,11 +87,19 @@ pub async fn reconcile(crius: &Arc<Crius>) -> crate::error::Result<()> {
         match crius.backend.task_state(&container.meta.id).await? {
             Some(task) if task.status != TaskStatus::Stopped => {}
             Some(task) => {
-                let exit = TaskExit { pid: task.pid, exit_code: task.exit_code, exited_at_nanos: task.exited_at_nanos };
+                let exit = TaskExit {
+                    pid: task.pid,
+                    exit_code: task.exit_code,
+                    exited_at_nanos: task.exited_at_nanos,
+                };
                 crius.handle_container_exit(container, exit).await?;
             }
             None => {
-                let exit = TaskExit { pid: 0, exit_code: 255, exited_at_nanos: 0 };
+                let exit = TaskExit {
+                    pid: 0,
+                    exit_code: 255,
+                    exited_at_nanos: 0,
+                };
                 crius.handle_container_exit(container, exit).await?;
             }
         }

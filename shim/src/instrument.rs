@@ -11,7 +11,20 @@ use tracing::Instrument;
 use crate::error::Error;
 
 /// Upper bounds of the latency buckets, in microseconds.
-const BUCKETS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 1_000_000, u64::MAX];
+const BUCKETS_US: [u64; 12] = [
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    5_000,
+    25_000,
+    100_000,
+    1_000_000,
+    u64::MAX,
+];
 
 #[derive(Default)]
 pub struct Histogram {
@@ -23,7 +36,10 @@ pub struct Histogram {
 
 impl Histogram {
     fn record(&self, micros: u64, failed: bool) {
-        let slot = BUCKETS_US.iter().position(|&b| micros <= b).unwrap_or(BUCKETS_US.len() - 1);
+        let slot = BUCKETS_US
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(BUCKETS_US.len() - 1);
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(micros, Ordering::Relaxed);
@@ -40,14 +56,47 @@ pub fn histograms() -> &'static HashMap<&'static str, Histogram> {
 }
 
 pub const METHODS: &[&str] = &[
-    "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox",
-    "StreamPodSandboxes", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers",
-    "StreamContainers", "ContainerStatus", "UpdateContainerResources", "ReopenContainerLog", "ExecSync", "Exec",
-    "Attach", "PortForward", "ContainerStats", "ListContainerStats", "StreamContainerStats", "PodSandboxStats",
-    "ListPodSandboxStats", "StreamPodSandboxStats", "UpdateRuntimeConfig", "Status", "CheckpointContainer",
-    "GetContainerEvents", "ListMetricDescriptors", "ListPodSandboxMetrics", "StreamPodSandboxMetrics",
-    "RuntimeConfig", "UpdatePodSandboxResources", "ListImages", "StreamImages", "ImageStatus", "PullImage",
-    "RemoveImage", "ImageFsInfo",
+    "Version",
+    "RunPodSandbox",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+    "PodSandboxStatus",
+    "ListPodSandbox",
+    "StreamPodSandboxes",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "ListContainers",
+    "StreamContainers",
+    "ContainerStatus",
+    "UpdateContainerResources",
+    "ReopenContainerLog",
+    "ExecSync",
+    "Exec",
+    "Attach",
+    "PortForward",
+    "ContainerStats",
+    "ListContainerStats",
+    "StreamContainerStats",
+    "PodSandboxStats",
+    "ListPodSandboxStats",
+    "StreamPodSandboxStats",
+    "UpdateRuntimeConfig",
+    "Status",
+    "CheckpointContainer",
+    "GetContainerEvents",
+    "ListMetricDescriptors",
+    "ListPodSandboxMetrics",
+    "StreamPodSandboxMetrics",
+    "RuntimeConfig",
+    "UpdatePodSandboxResources",
+    "ListImages",
+    "StreamImages",
+    "ImageStatus",
+    "PullImage",
+    "RemoveImage",
+    "ImageFsInfo",
 ];
 
 /// Run one RPC inside its span, timing it and mapping its error to a gRPC status.
@@ -70,7 +119,8 @@ where
         }
         Err(err) => {
             let status = tonic::Status::from(err);
-            if status.code() == tonic::Code::NotFound || status.code() == tonic::Code::Unimplemented {
+            if status.code() == tonic::Code::NotFound || status.code() == tonic::Code::Unimplemented
+            {
                 tracing::debug!(latency_us = micros, code = ?status.code(), error = status.message(), "failed");
             } else {
                 tracing::warn!(latency_us = micros, code = ?status.code(), error = status.message(), "failed");
@@ -89,9 +139,15 @@ mod tests {
         let before = histograms()["Version"].count.load(Ordering::Relaxed);
         let ok = call("Version", async { Ok::<_, Error>(1) }).await;
         assert!(ok.is_ok());
-        let err = call("Version", async { Err::<u32, _>(Error::NotFound("x".into())) }).await;
+        let err = call("Version", async {
+            Err::<u32, _>(Error::NotFound("x".into()))
+        })
+        .await;
         assert_eq!(err.unwrap_err().code(), tonic::Code::NotFound);
-        assert_eq!(histograms()["Version"].count.load(Ordering::Relaxed), before + 2);
+        assert_eq!(
+            histograms()["Version"].count.load(Ordering::Relaxed),
+            before + 2
+        );
         assert!(histograms()["Version"].errors.load(Ordering::Relaxed) >= 1);
     }
 }

@@ -12,10 +12,16 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command() {
         Command::Version => {
-            println!("crius {} (CRI {})", env!("CARGO_PKG_VERSION"), shim::services::runtime_info::RUNTIME_API_VERSION);
+            println!(
+                "crius {} (CRI {})",
+                env!("CARGO_PKG_VERSION"),
+                shim::services::runtime_info::RUNTIME_API_VERSION
+            );
             Ok(())
         }
-        Command::Doctor => config::load(&cli).map_err(anyhow::Error::from).and_then(|c| shim::doctor::run(&c)),
+        Command::Doctor => config::load(&cli)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| shim::doctor::run(&c)),
         Command::Serve => serve(&cli),
     };
     match result {
@@ -31,7 +37,10 @@ fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
@@ -55,7 +64,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 namespace: config.containerd_namespace.clone(),
             },
         )?),
-        BackendKind::Docker => anyhow::bail!("the docker backend is not built yet; use --backend containerd"),
+        BackendKind::Docker => {
+            anyhow::bail!("the docker backend is not built yet; use --backend containerd")
+        }
     };
     let listen = config.listen.clone();
     // Claim the socket first: a second crius must not touch the first one's state.
@@ -90,7 +101,7 @@ async fn wait_for_backend(crius: &Crius) {
                 return;
             }
             Err(e) => {
-                if attempt % 10 == 0 {
+                if attempt.is_multiple_of(10) {
                     tracing::warn!(error = %e, "waiting for the backend");
                 }
                 attempt += 1;

@@ -30,7 +30,11 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
     put(&mut header, 100, format!("{mode:07o}\0").as_bytes());
     put(&mut header, 108, b"0000000\0");
     put(&mut header, 116, b"0000000\0");
-    put(&mut header, 124, format!("{:011o}\0", data.len()).as_bytes());
+    put(
+        &mut header,
+        124,
+        format!("{:011o}\0", data.len()).as_bytes(),
+    );
     put(&mut header, 136, b"00000000000\0");
     put(&mut header, 148, b"        ");
     header[156] = b'0';
@@ -70,9 +74,18 @@ pub fn bundle(architecture: &str) -> ImageBundle {
     .into_bytes();
     ImageBundle {
         names: vec![BUILTIN_PAUSE_IMAGE.to_string()],
-        manifest: Blob { media_type: MEDIA_MANIFEST.to_string(), data: manifest },
-        config: Blob { media_type: MEDIA_CONFIG.to_string(), data: config },
-        layers: vec![Blob { media_type: MEDIA_LAYER.to_string(), data: layer }],
+        manifest: Blob {
+            media_type: MEDIA_MANIFEST.to_string(),
+            data: manifest,
+        },
+        config: Blob {
+            media_type: MEDIA_CONFIG.to_string(),
+            data: config,
+        },
+        layers: vec![Blob {
+            media_type: MEDIA_LAYER.to_string(),
+            data: layer,
+        }],
         labels: HashMap::new(),
     }
 }
@@ -85,7 +98,10 @@ mod tests {
     fn the_bundle_is_self_consistent_and_reproducible() {
         let a = bundle("amd64");
         let b = bundle("amd64");
-        assert_eq!(a.manifest.data, b.manifest.data, "the image must not change between starts");
+        assert_eq!(
+            a.manifest.data, b.manifest.data,
+            "the image must not change between starts"
+        );
         let manifest: serde_json::Value = serde_json::from_slice(&a.manifest.data).unwrap();
         assert_eq!(manifest["config"]["digest"], digest(&a.config.data));
         assert_eq!(manifest["layers"][0]["digest"], digest(&a.layers[0].data));

@@ -37,7 +37,11 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
         if sandbox.status().state == SandboxState::Ready {
             let alive = matches!(crius.backend.task_state(&id).await?, Some(t) if t.status == TaskStatus::Running);
             if alive {
-                if let Some(io) = crius.backend.reattach_task_io(&id, &crius.sandbox_state(&id).join("io")).await? {
+                if let Some(io) = crius
+                    .backend
+                    .reattach_task_io(&id, &crius.sandbox_state(&id).join("io"))
+                    .await?
+                {
                     crate::sandbox::drain(io);
                 }
             } else {
@@ -52,7 +56,9 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
     }
 
     for (id, record) in crius.records.read_all::<ContainerRecordFile>(CONTAINERS) {
-        if !in_backend.contains_key(&id) || crius.store.sandboxes.get(&record.meta.sandbox_id).is_none() {
+        if !in_backend.contains_key(&id)
+            || crius.store.sandboxes.get(&record.meta.sandbox_id).is_none()
+        {
             tracing::warn!(container = %id, "record without its container or sandbox: removing it");
             let _ = crius.backend.remove_container(&id).await;
             let _ = std::fs::remove_dir_all(crius.container_io_dir(&id));
@@ -75,7 +81,11 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
         if known.contains(id) {
             continue;
         }
-        let kind = record.labels.get(LABEL_KIND).map(String::as_str).unwrap_or("object");
+        let kind = record
+            .labels
+            .get(LABEL_KIND)
+            .map(String::as_str)
+            .unwrap_or("object");
         tracing::warn!(id = %id, kind, "removing a half-created {kind} left by a crash");
         crius.backend.remove_container(id).await?;
         if kind == "sandbox" {
@@ -84,6 +94,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
             let _ = std::fs::remove_dir_all(crius.container_io_dir(id));
         }
     }
+    release_orphan_networks(crius).await;
     remove_orphan_dirs(crius, &crius.config.root.join(SANDBOXES));
     remove_orphan_dirs(crius, &crius.config.state.join(SANDBOXES));
     tracing::info!(
@@ -99,7 +110,10 @@ async fn recover_running(crius: &Arc<Crius>, container: &Arc<Container>) -> Resu
     let id = container.meta.id.clone();
     match crius.backend.task_state(&id).await? {
         Some(task) if task.status == TaskStatus::Running || task.status == TaskStatus::Paused => {
-            let io = crius.backend.reattach_task_io(&id, &crius.container_io_dir(&id)).await?;
+            let io = crius
+                .backend
+                .reattach_task_io(&id, &crius.container_io_dir(&id))
+                .await?;
             if let Some(io) = io {
                 let log = if container.meta.log_path.is_empty() {
                     None
@@ -111,32 +125,77 @@ async fn recover_running(crius: &Arc<Crius>, container: &Arc<Container>) -> Resu
         }
         Some(task) => {
             // It exited while crius was down; its output still waits in the FIFOs.
-            if let Some(io) = crius.backend.reattach_task_io(&id, &crius.container_io_dir(&id)).await? {
-                let log = if container.meta.log_path.is_empty() { None } else { LogFile::open(&container.meta.log_path).ok().map(Arc::new) };
+            if let Some(io) = crius
+                .backend
+                .reattach_task_io(&id, &crius.container_io_dir(&id))
+                .await?
+            {
+                let log = if container.meta.log_path.is_empty() {
+                    None
+                } else {
+                    LogFile::open(&container.meta.log_path).ok().map(Arc::new)
+                };
                 crius.attach_logs(container, io, log);
             }
-            let exit = TaskExit { pid: task.pid, exit_code: task.exit_code, exited_at_nanos: task.exited_at_nanos };
+            let exit = TaskExit {
+                pid: task.pid,
+                exit_code: task.exit_code,
+                exited_at_nanos: task.exited_at_nanos,
+            };
             crius.handle_container_exit(container, exit).await?;
         }
         None => {
-            let exit = TaskExit { pid: 0, exit_code: 255, exited_at_nanos: 0 };
+            let exit = TaskExit {
+                pid: 0,
+                exit_code: 255,
+                exited_at_nanos: 0,
+            };
             crius.handle_container_exit(container, exit).await?;
         }
     }
     Ok(())
 }
 
+/// Network namespaces and CNI attachments of sandboxes crius has no record of: a crash
+/// between CNI ADD and the sandbox record, or during a rollback. DEL releases their IPs and
+/// rules; a DEL that fails keeps them for the next start.
+async fn release_orphan_networks(crius: &Crius) {
+    for id in crius.network.attached_ids() {
+        if crius
+            .store
+            .sandboxes
+            .get(&id)
+            .is_some_and(|s| s.meta.id == id)
+        {
+            continue;
+        }
+        tracing::warn!(sandbox = %id, "releasing the network of a sandbox that no longer exists");
+        if let Err(e) = crius.network.teardown(&id).await {
+            tracing::error!(sandbox = %id, error = %e, "could not release an orphaned pod network");
+        }
+    }
+}
+
 /// Sandbox directories whose sandbox is not in the store (a crash between making the files
 /// and persisting the record).
 fn remove_orphan_dirs(crius: &Crius, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if !path.is_dir() {
             continue;
         }
-        let Some(id) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if crius.store.sandboxes.get(id).is_some_and(|s| s.meta.id == id) {
+        let Some(id) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if crius
+            .store
+            .sandboxes
+            .get(id)
+            .is_some_and(|s| s.meta.id == id)
+        {
             continue;
         }
         tracing::warn!(dir = %path.display(), "removing files of a sandbox that no longer exists");

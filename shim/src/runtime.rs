@@ -11,6 +11,7 @@ use runtime_backends::Backend;
 use crate::cgroups::{CgroupLayout, Driver};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::network::Network;
 use crate::security::HostSecurity;
 use crate::store::{ImageIndex, StateDir, Store};
 
@@ -25,6 +26,8 @@ pub struct Crius {
     /// Records under `<root>`.
     pub records: StateDir,
     pub cgroups: Driver,
+    /// Pod network namespaces and CNI.
+    pub network: Arc<Network>,
     pub cgroup_layout: Option<CgroupLayout>,
     pub host: HostSecurity,
     /// crius's own oom_score_adj: containers may not go below it (ENVIRONMENT.md).
@@ -33,6 +36,8 @@ pub struct Crius {
     pub pause_image: String,
     /// Cached image filesystem usage, refreshed in the background.
     pub image_fs: ArcSwap<runtime_backends::FsUsage>,
+    /// CPU-rate samples and writable-layer sizes kept between stats calls.
+    pub stats_cache: crate::stats::StatsCache,
     /// Did the backend answer the last health probe?
     backend_up: std::sync::atomic::AtomicBool,
 }
@@ -46,11 +51,13 @@ impl Crius {
         Self {
             records: StateDir::new(config.root.clone()),
             cgroups: config.cgroup_driver,
+            network: Arc::new(Network::new(&config)),
             cgroup_layout: CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup")).ok(),
             host: HostSecurity::detect(std::path::Path::new("/sys"), std::path::Path::new("/proc")),
             oom_score_adj_floor: own_oom_score_adj(),
             pause_image,
             image_fs: ArcSwap::from_pointee(runtime_backends::FsUsage::default()),
+            stats_cache: crate::stats::StatsCache::default(),
             backend_up: std::sync::atomic::AtomicBool::new(true),
             store: Store::default(),
             backend,
@@ -96,8 +103,10 @@ impl Crius {
         Ok(())
     }
 
-    /// Refresh slow-changing facts (images, image filesystem usage) until crius stops.
+    /// Refresh slow-changing facts (images, image filesystem usage, the CNI network) until
+    /// crius stops.
     pub fn spawn_refresher(self: &Arc<Self>) {
+        self.network.spawn_watcher();
         let crius = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -105,7 +114,9 @@ impl Crius {
                 tick.tick().await;
                 let Some(crius) = crius.upgrade() else { return };
                 let up = crius.backend.version().await.is_ok();
-                crius.backend_up.store(up, std::sync::atomic::Ordering::Relaxed);
+                crius
+                    .backend_up
+                    .store(up, std::sync::atomic::Ordering::Relaxed);
                 if !up {
                     continue;
                 }

@@ -24,11 +24,16 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("{} is in use by another live process (is crius already running?)", path.display());
+            bail!(
+                "{} is in use by another live process (is crius already running?)",
+                path.display()
+            );
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting permissions of {}", path.display()))?;
     Ok(listener)
@@ -43,14 +48,39 @@ pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> an
     let images = ImageServiceServer::new(cri)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    // After SIGTERM, in-flight calls get SHUTDOWN_GRACE to finish; a client that keeps an
+    // idle connection open without answering HTTP/2 GOAWAY must not hold the process hostage.
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(images)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal);
+    let grace_over = async move {
+        match signalled_rx.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        served = serve => served,
+        () = grace_over => {
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the shutdown grace period; closing them"
+            );
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(path);
     result.context("serving the CRI")
 }
+
+/// How long in-flight calls may run after SIGTERM/SIGINT before crius exits anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -69,7 +69,10 @@ impl Env {
         let config = self.sandbox_config(name);
         let id = self
             .rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
             .await?
             .into_inner()
             .pod_sandbox_id;
@@ -85,13 +88,22 @@ impl Env {
         resources: Option<cri::LinuxContainerResources>,
     ) -> Result<String> {
         let config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: name.to_string(), attempt: 0 }),
-            image: Some(cri::ImageSpec { image: BUSYBOX.to_string(), ..Default::default() }),
+            metadata: Some(cri::ContainerMetadata {
+                name: name.to_string(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.to_string(),
+                ..Default::default()
+            }),
             command: command.iter().map(|s| s.to_string()).collect(),
             log_path: format!("{name}.log"),
             labels: HashMap::from([("container".to_string(), name.to_string())]),
             annotations: HashMap::from([("c-note".to_string(), "x".to_string())]),
-            linux: Some(cri::LinuxContainerConfig { resources, security_context: None }),
+            linux: Some(cri::LinuxContainerConfig {
+                resources,
+                security_context: None,
+            }),
             ..Default::default()
         };
         Ok(self
@@ -108,21 +120,33 @@ impl Env {
 
     async fn status(&mut self, id: &str) -> Result<cri::ContainerStatus> {
         self.rt
-            .container_status(cri::ContainerStatusRequest { container_id: id.to_string(), verbose: false })
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
             .await?
             .into_inner()
             .status
             .context("no status")
     }
 
-    async fn wait_state(&mut self, id: &str, state: cri::ContainerState, within: Duration) -> Result<cri::ContainerStatus> {
+    async fn wait_state(
+        &mut self,
+        id: &str,
+        state: cri::ContainerState,
+        within: Duration,
+    ) -> Result<cri::ContainerStatus> {
         let deadline = Instant::now() + within;
         loop {
             let status = self.status(id).await?;
             if status.state == state as i32 {
                 return Ok(status);
             }
-            ensure!(Instant::now() < deadline, "container {id} is {:?}, wanted {state:?}", status.state);
+            ensure!(
+                Instant::now() < deadline,
+                "container {id} is {:?}, wanted {state:?}",
+                status.state
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -130,7 +154,10 @@ impl Env {
     async fn sandbox_state(&mut self, id: &str) -> Result<i32> {
         Ok(self
             .rt
-            .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.to_string(), verbose: false })
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
             .await?
             .into_inner()
             .status
@@ -146,22 +173,43 @@ fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     let mut env = env().await?;
     let (sandbox, sandbox_config) = env.run_sandbox("life").await?;
-    assert_eq!(env.sandbox_state(&sandbox).await?, cri::PodSandboxState::SandboxReady as i32);
+    assert_eq!(
+        env.sandbox_state(&sandbox).await?,
+        cri::PodSandboxState::SandboxReady as i32
+    );
 
     let long = "x".repeat(40 * 1024);
     let script = format!("echo out-line; echo err-line >&2; echo {long}; trap 'exit 7' TERM; while true; do sleep 0.1; done");
-    let id = env.create(&sandbox, &sandbox_config, "app", &["sh", "-c", &script], None).await?;
+    let id = env
+        .create(
+            &sandbox,
+            &sandbox_config,
+            "app",
+            &["sh", "-c", &script],
+            None,
+        )
+        .await?;
     let created = env.status(&id).await?;
     assert_eq!(created.state, cri::ContainerState::ContainerCreated as i32);
     assert!(created.created_at > 0);
-    assert_eq!(created.metadata.as_ref().map(|m| m.name.as_str()), Some("app"));
-    assert_eq!(created.labels.get("container").map(String::as_str), Some("app"));
+    assert_eq!(
+        created.metadata.as_ref().map(|m| m.name.as_str()),
+        Some("app")
+    );
+    assert_eq!(
+        created.labels.get("container").map(String::as_str),
+        Some("app")
+    );
 
-    env.rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
     let running = env.status(&id).await?;
     assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
     assert!(running.started_at >= running.created_at);
@@ -172,7 +220,9 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
         .list_containers(cri::ListContainersRequest {
             filter: Some(cri::ContainerFilter {
                 pod_sandbox_id: sandbox.clone(),
-                state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
                 ..Default::default()
             }),
         })
@@ -187,7 +237,11 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
         .rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: id.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "echo hi; echo oops >&2; hostname; exit 3".into()],
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo hi; echo oops >&2; hostname; exit 3".into(),
+            ],
             timeout: 10,
         })
         .await?
@@ -197,7 +251,11 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     assert_eq!(exec.exit_code, 3);
     let timed_out = env
         .rt
-        .exec_sync(cri::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sleep".into(), "30".into()], timeout: 1 })
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
         .await;
     assert_eq!(code(timed_out), tonic::Code::DeadlineExceeded);
 
@@ -211,13 +269,17 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let line = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (P|F) ")?;
+    let line =
+        regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (P|F) ")?;
     for l in log.lines() {
         assert!(line.is_match(l), "bad CRI log line: {:.80}", l);
     }
     assert!(log.contains(" stdout F out-line"), "{log:.300}");
     assert!(log.contains(" stderr F err-line"), "{log:.300}");
-    assert!(log.lines().any(|l| l.contains(" stdout P xxx")), "long line must be split with P");
+    assert!(
+        log.lines().any(|l| l.contains(" stdout P xxx")),
+        "long line must be split with P"
+    );
     let joined: String = log
         .lines()
         .filter(|l| l.contains(" stdout ") && l.ends_with('x'))
@@ -226,60 +288,164 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     assert_eq!(joined.len(), long.len());
 
     // Stop: SIGTERM → the trap exits 7; reason Error, finished time set.
-    env.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 10 }).await?;
+    env.rt
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 10,
+        })
+        .await?;
     let stopped = env.status(&id).await?;
     assert_eq!(stopped.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!(stopped.exit_code, 7);
     assert_eq!(stopped.reason, "Error");
     assert!(stopped.finished_at >= stopped.started_at);
     // Idempotent stop.
-    env.rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await?;
+    env.rt
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await?;
 
     // A container that completes by itself.
-    let done = env.create(&sandbox, &sandbox_config, "done", &["sh", "-c", "exit 0"], None).await?;
-    env.rt.start_container(cri::StartContainerRequest { container_id: done.clone() }).await?;
-    let exited = env.wait_state(&done, cri::ContainerState::ContainerExited, Duration::from_secs(10)).await?;
+    let done = env
+        .create(
+            &sandbox,
+            &sandbox_config,
+            "done",
+            &["sh", "-c", "exit 0"],
+            None,
+        )
+        .await?;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: done.clone(),
+        })
+        .await?;
+    let exited = env
+        .wait_state(
+            &done,
+            cri::ContainerState::ContainerExited,
+            Duration::from_secs(10),
+        )
+        .await?;
     assert_eq!(exited.exit_code, 0);
     assert_eq!(exited.reason, "Completed");
 
     // image_ref equals the image id ListImages reports.
-    let images = env.img.list_images(cri::ListImagesRequest { filter: None }).await?.into_inner().images;
-    let busybox = images.iter().find(|i| i.repo_tags.iter().any(|t| t == BUSYBOX)).context("busybox listed")?;
+    let images = env
+        .img
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await?
+        .into_inner()
+        .images;
+    let busybox = images
+        .iter()
+        .find(|i| i.repo_tags.iter().any(|t| t == BUSYBOX))
+        .context("busybox listed")?;
     assert_eq!(exited.image_ref, busybox.id);
 
-    env.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await?;
-    assert_eq!(code(env.rt.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await), tonic::Code::NotFound);
-    env.rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await?;
+    env.rt
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    assert_eq!(
+        code(
+            env.rt
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false
+                })
+                .await
+        ),
+        tonic::Code::NotFound
+    );
+    env.rt
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
 
-    env.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
-    assert_eq!(env.sandbox_state(&sandbox).await?, cri::PodSandboxState::SandboxNotready as i32);
-    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
-    let left = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    env.rt
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?;
+    assert_eq!(
+        env.sandbox_state(&sandbox).await?,
+        cri::PodSandboxState::SandboxNotready as i32
+    );
+    env.rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?;
+    let left = env
+        .rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
     assert!(left.is_empty(), "{left:?}");
-    assert!(env.rt.list_containers(cri::ListContainersRequest { filter: None }).await?.into_inner().containers.is_empty());
-    let leftover = env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
-    assert!(leftover.trim().is_empty(), "containers left in containerd: {leftover}");
+    assert!(env
+        .rt
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers
+        .is_empty());
+    let leftover = env
+        .containerd
+        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    assert!(
+        leftover.trim().is_empty(),
+        "containers left in containerd: {leftover}"
+    );
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_killed_container_reports_oomkilled() -> Result<()> {
     let mut env = env().await?;
     let (sandbox, config) = env.run_sandbox("oom").await?;
-    let limits = cri::LinuxContainerResources { memory_limit_in_bytes: 16 * 1024 * 1024, ..Default::default() };
+    let limits = cri::LinuxContainerResources {
+        memory_limit_in_bytes: 16 * 1024 * 1024,
+        ..Default::default()
+    };
     // Grow a shell variable until the kernel kills the process at the cgroup's limit.
     let id = env
-        .create(&sandbox, &config, "hog", &["sh", "-c", "x=a; while true; do x=$x$x; done"], Some(limits))
+        .create(
+            &sandbox,
+            &config,
+            "hog",
+            &["sh", "-c", "x=a; while true; do x=$x$x; done"],
+            Some(limits),
+        )
         .await?;
-    env.rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
-    let exited = env.wait_state(&id, cri::ContainerState::ContainerExited, Duration::from_secs(30)).await?;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    let exited = env
+        .wait_state(
+            &id,
+            cri::ContainerState::ContainerExited,
+            Duration::from_secs(30),
+        )
+        .await?;
     assert_eq!(exited.reason, "OOMKilled", "status: {exited:?}");
     assert_eq!(exited.exit_code, 137);
-    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await?;
+    env.rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await?;
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_codes() -> Result<()> {
     let mut env = env().await?;
     let missing_metadata = env
@@ -292,11 +458,21 @@ async fn bad_input_gets_the_right_codes() -> Result<()> {
     assert_eq!(code(missing_metadata), tonic::Code::InvalidArgument);
     let unknown = env
         .rt
-        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: "f00dfeed".into(), verbose: false })
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: "f00dfeed".into(),
+            verbose: false,
+        })
         .await;
     assert_eq!(code(unknown), tonic::Code::NotFound);
     assert_eq!(
-        code(env.rt.container_status(cri::ContainerStatusRequest { container_id: "nope".into(), verbose: false }).await),
+        code(
+            env.rt
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: "nope".into(),
+                    verbose: false
+                })
+                .await
+        ),
         tonic::Code::NotFound
     );
     let handler = env
@@ -311,21 +487,35 @@ async fn bad_input_gets_the_right_codes() -> Result<()> {
     let (sandbox, config) = env.run_sandbox("dup").await?;
     let again = env
         .rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
         .await;
     assert_eq!(code(again), tonic::Code::AlreadyExists);
-    env.create(&sandbox, &config, "c", &["sleep", "60"], None).await?;
-    let dup_container = env.create(&sandbox, &config, "c", &["sleep", "60"], None).await;
+    env.create(&sandbox, &config, "c", &["sleep", "60"], None)
+        .await?;
+    let dup_container = env
+        .create(&sandbox, &config, "c", &["sleep", "60"], None)
+        .await;
     let err = dup_container.expect_err("duplicate container name must fail");
-    let status = err.downcast_ref::<tonic::Status>().context("a gRPC status")?;
+    let status = err
+        .downcast_ref::<tonic::Status>()
+        .context("a gRPC status")?;
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
     let missing_image = env
         .rt
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata { name: "noimg".into(), attempt: 0 }),
-                image: Some(cri::ImageSpec { image: "localhost/nothing/here:1".into(), ..Default::default() }),
+                metadata: Some(cri::ContainerMetadata {
+                    name: "noimg".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: "localhost/nothing/here:1".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             sandbox_config: Some(config.clone()),
@@ -336,58 +526,115 @@ async fn bad_input_gets_the_right_codes() -> Result<()> {
     // containerd down: calls that need it answer Unavailable; crius recovers when it returns.
     let (other, other_config) = env.run_sandbox("while-down").await?;
     env.containerd.stop()?;
-    let down = env.create(&other, &other_config, "x", &["sleep", "60"], None).await;
+    let down = env
+        .create(&other, &other_config, "x", &["sleep", "60"], None)
+        .await;
     let err = down.expect_err("create must fail while containerd is down");
-    let status = err.downcast_ref::<tonic::Status>().context("a gRPC status")?;
+    let status = err
+        .downcast_ref::<tonic::Status>()
+        .context("a gRPC status")?;
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // Hot reads are answered from memory meanwhile.
-    let listed = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    let listed = env
+        .rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
     assert_eq!(listed.len(), 2);
     env.containerd.start_again()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match env.create(&other, &other_config, "x", &["sleep", "60"], None).await {
+        match env
+            .create(&other, &other_config, "x", &["sleep", "60"], None)
+            .await
+        {
             Ok(_) => break,
-            Err(e) => ensure!(Instant::now() < deadline, "crius did not recover after containerd came back: {e:#}"),
+            Err(e) => ensure!(
+                Instant::now() < deadline,
+                "crius did not recover after containerd came back: {e:#}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for id in [sandbox, other] {
-        env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await?;
+        env.rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await?;
     }
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> {
     let mut env = env().await?;
     let (sandbox, config) = env.run_sandbox("survivor").await?;
     let running = env
-        .create(&sandbox, &config, "runner", &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"], None)
+        .create(
+            &sandbox,
+            &config,
+            "runner",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+            ],
+            None,
+        )
         .await?;
-    env.rt.start_container(cri::StartContainerRequest { container_id: running.clone() }).await?;
-    let created = env.create(&sandbox, &config, "idle", &["sleep", "1"], None).await?;
-    let before_sandboxes = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: running.clone(),
+        })
+        .await?;
+    let created = env
+        .create(&sandbox, &config, "idle", &["sleep", "1"], None)
+        .await?;
+    let before_sandboxes = env
+        .rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
     let before_running = env.status(&running).await?;
     let before_created = env.status(&created).await?;
 
     // A half-made object: a labelled container crius has no record of, as a crash mid-create leaves.
     env.containerd.ctr_ns(
         NAMESPACE,
-        ["containers", "create", "--label", "io.crius.managed=true", "--label", "io.crius.kind=container", BUSYBOX, "half-made"],
+        [
+            "containers",
+            "create",
+            "--label",
+            "io.crius.managed=true",
+            "--label",
+            "io.crius.kind=container",
+            BUSYBOX,
+            "half-made",
+        ],
     )?;
 
     env.crius.kill9()?;
     env.crius.start_again()?;
     env.reconnect().await?;
 
-    let after_sandboxes = env.rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await?.into_inner().items;
+    let after_sandboxes = env
+        .rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
     assert_eq!(before_sandboxes, after_sandboxes);
     let after_running = env.status(&running).await?;
     assert_eq!(before_running, after_running);
     assert_eq!(before_created, env.status(&created).await?);
-    let ids = env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
-    assert!(!ids.contains("half-made"), "the half-made container must be gone: {ids}");
+    let ids = env
+        .containerd
+        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    assert!(
+        !ids.contains("half-made"),
+        "the half-made container must be gone: {ids}"
+    );
 
     // Output written after the restart still reaches the same log file.
     let log_path = env.logs.path().join("survivor").join("runner.log");
@@ -399,34 +646,65 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
             assert!(log.contains("stdout F tick 0"), "{log}");
             break;
         }
-        ensure!(Instant::now() < deadline, "no new log lines after restart: {log}");
+        ensure!(
+            Instant::now() < deadline,
+            "no new log lines after restart: {log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let exec = env
         .rt
-        .exec_sync(cri::ExecSyncRequest { container_id: running.clone(), cmd: vec!["true".into()], timeout: 10 })
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: running.clone(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        })
         .await?
         .into_inner();
     assert_eq!(exec.exit_code, 0);
 
-    env.rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
-    env.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+    env.rt
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?;
+    env.rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?;
 
     // Nothing of ours is left: containers, tasks, snapshots, mounts, cgroups.
-    assert!(env.containerd.ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?.trim().is_empty());
-    assert!(env.containerd.ctr_ns(NAMESPACE, ["tasks", "ls", "-q"])?.trim().is_empty());
+    assert!(env
+        .containerd
+        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?
+        .trim()
+        .is_empty());
+    assert!(env
+        .containerd
+        .ctr_ns(NAMESPACE, ["tasks", "ls", "-q"])?
+        .trim()
+        .is_empty());
     let snapshots = env.containerd.ctr_ns(NAMESPACE, ["snapshots", "ls"])?;
-    assert!(!snapshots.contains("Active"), "active snapshots left: {snapshots}");
+    assert!(
+        !snapshots.contains("Active"),
+        "active snapshots left: {snapshots}"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
     for id in [&sandbox, &running, &created] {
         assert!(!mounts.contains(id.as_str()), "a mount of {id} is left");
         for controller in ["memory", "cpu", "pids"] {
-            let cgroup = std::path::Path::new("/sys/fs/cgroup").join(controller).join("crius").join(id);
+            let cgroup = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("crius")
+                .join(id);
             assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
         }
     }
     let state_dir = env.crius.state().join("sandboxes");
-    let leftovers: Vec<_> = std::fs::read_dir(&state_dir).map(|d| d.flatten().collect()).unwrap_or_default();
+    let leftovers: Vec<_> = std::fs::read_dir(&state_dir)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(leftovers.is_empty(), "state left: {leftovers:?}");
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
 //! name is free again afterwards (DESIGN.md decision 5). No daemons needed.
 
+// Helpers here may panic: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use clap::Parser;
@@ -30,14 +33,20 @@ fn crius(fake: Arc<FakeBackend>, dir: &std::path::Path) -> Arc<Crius> {
         repo_tags: vec![tag.to_string()],
         repo_digests: vec![],
         size: 1,
-        config: ImageConfig { entrypoint: vec!["/pause".into()], ..Default::default() },
+        config: ImageConfig {
+            entrypoint: vec!["/pause".into()],
+            ..Default::default()
+        },
         diff_ids: vec![],
         chain_id: String::new(),
         manifest_digest: String::new(),
         labels: Default::default(),
     };
     fake.images.lock().unwrap().extend([
-        image(&format!("sha256:{}", "1".repeat(64)), shim::pause::BUILTIN_PAUSE_IMAGE),
+        image(
+            &format!("sha256:{}", "1".repeat(64)),
+            shim::pause::BUILTIN_PAUSE_IMAGE,
+        ),
         image(&format!("sha256:{}", "2".repeat(64)), "localhost/app:1"),
     ]);
     Arc::new(Crius::new(config, fake))
@@ -45,7 +54,12 @@ fn crius(fake: Arc<FakeBackend>, dir: &std::path::Path) -> Arc<Crius> {
 
 fn pod(name: &str) -> SandboxConfig {
     let mut config = SandboxConfig {
-        metadata: PodMetadata { name: name.into(), uid: "u".into(), namespace: "ns".into(), attempt: 0 },
+        metadata: PodMetadata {
+            name: name.into(),
+            uid: "u".into(),
+            namespace: "ns".into(),
+            attempt: 0,
+        },
         ..Default::default()
     };
     // Host IPC: no shm mount, so this test needs no privileges beyond files.
@@ -65,12 +79,23 @@ async fn a_failed_sandbox_start_removes_the_pause_container_and_frees_the_name()
     let err = crius.run_sandbox(pod("p")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
     let calls = fake.calls();
-    let created = calls.iter().position(|c| c.starts_with("create_container(")).expect("created");
-    let removed = calls.iter().position(|c| c.starts_with("remove_container(")).expect("rolled back");
+    let created = calls
+        .iter()
+        .position(|c| c.starts_with("create_container("))
+        .expect("created");
+    let removed = calls
+        .iter()
+        .position(|c| c.starts_with("remove_container("))
+        .expect("rolled back");
     assert!(removed > created, "{calls:?}");
-    assert!(fake.containers.lock().unwrap().is_empty(), "nothing left in the backend");
+    assert!(
+        fake.containers.lock().unwrap().is_empty(),
+        "nothing left in the backend"
+    );
     assert!(crius.store.sandboxes.is_empty());
-    let sandbox_dirs = std::fs::read_dir(dir.path().join("root/sandboxes")).map(|d| d.count()).unwrap_or(0);
+    let sandbox_dirs = std::fs::read_dir(dir.path().join("root/sandboxes"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(sandbox_dirs, 0, "no files left behind");
 
     // The name is free again: the retry succeeds once the backend works.
@@ -82,7 +107,10 @@ async fn a_failed_sandbox_start_removes_the_pause_container_and_frees_the_name()
     assert_eq!(dup.code(), tonic::Code::AlreadyExists);
     crius.remove_sandbox(&id).await.unwrap();
     assert!(crius.store.sandboxes.is_empty());
-    crius.remove_sandbox(&id).await.expect("removing twice is fine");
+    crius
+        .remove_sandbox(&id)
+        .await
+        .expect("removing twice is fine");
 }
 
 #[tokio::test]
@@ -93,17 +121,26 @@ async fn a_failed_container_create_is_rolled_back() {
     crius.refresh_images().await.unwrap();
     let sandbox = crius.run_sandbox(pod("q")).await.unwrap();
     let config = ContainerConfig {
-        metadata: ContainerMetadata { name: "c".into(), attempt: 0 },
+        metadata: ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        },
         image: "localhost/app:1".into(),
         command: vec!["true".into()],
         ..Default::default()
     };
     fake.failing.lock().unwrap().push("read_image_files".into());
-    let err = crius.create_container(&sandbox, config.clone()).await.unwrap_err();
+    let err = crius
+        .create_container(&sandbox, config.clone())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(crius.store.containers.is_empty());
     fake.failing.lock().unwrap().clear();
-    let id = crius.create_container(&sandbox, config.clone()).await.expect("name was released");
+    let id = crius
+        .create_container(&sandbox, config.clone())
+        .await
+        .expect("name was released");
     assert!(crius.store.containers.get(&id).is_some());
     crius.remove_container(&id).await.unwrap();
     assert!(crius.store.containers.is_empty());

@@ -27,8 +27,14 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let channel = connect::channel(&args.endpoint).await?;
     let mut rt = connect::runtime_client(channel);
-    let version = rt.version(cri::VersionRequest::default()).await?.into_inner();
-    println!("connected: {} {} (CRI {})", version.runtime_name, version.runtime_version, version.runtime_api_version);
+    let version = rt
+        .version(cri::VersionRequest::default())
+        .await?
+        .into_inner();
+    println!(
+        "connected: {} {} (CRI {})",
+        version.runtime_name, version.runtime_version, version.runtime_api_version
+    );
 
     let sandbox_config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -44,7 +50,10 @@ async fn main() -> Result<()> {
         ..Default::default()
     };
     let sandbox = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: String::new(),
+        })
         .await?
         .into_inner()
         .pod_sandbox_id;
@@ -65,29 +74,58 @@ async fn main() -> Result<()> {
         .await?
         .into_inner()
         .container_id;
-    rt.start_container(cri::StartContainerRequest { container_id: container.clone() }).await?;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: container.clone(),
+    })
+    .await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let status = rt
-        .container_status(cri::ContainerStatusRequest { container_id: container.clone(), verbose: false })
+        .container_status(cri::ContainerStatusRequest {
+            container_id: container.clone(),
+            verbose: false,
+        })
         .await?
         .into_inner()
         .status
         .context("no status")?;
-    let state = cri::ContainerState::try_from(status.state).map(|s| s.as_str_name()).unwrap_or("?");
-    println!("container {container}: {state}, image {} ({})", args.image, status.image_ref);
-    let log = std::fs::read_to_string(&status.log_path).with_context(|| format!("reading {}", status.log_path))?;
+    let state = cri::ContainerState::try_from(status.state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "container {container}: {state}, image {} ({})",
+        args.image, status.image_ref
+    );
+    let log = std::fs::read_to_string(&status.log_path)
+        .with_context(|| format!("reading {}", status.log_path))?;
     println!("--- CRI log {} ---\n{}---", status.log_path, log);
     let exec = rt
-        .exec_sync(cri::ExecSyncRequest { container_id: container.clone(), cmd: vec!["uname".into(), "-a".into()], timeout: 5 })
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: container.clone(),
+            cmd: vec!["uname".into(), "-a".into()],
+            timeout: 5,
+        })
         .await?
         .into_inner();
     print!("exec uname -a: {}", String::from_utf8_lossy(&exec.stdout));
 
-    rt.stop_container(cri::StopContainerRequest { container_id: container.clone(), timeout: 2 }).await?;
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() }).await?;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: container.clone(),
+        timeout: 2,
+    })
+    .await?;
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await?;
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await?;
     println!("pod stopped and removed");
-    anyhow::ensure!(log.contains("hello from crius (1) on crius-demo"), "the log misses the demo's output");
+    anyhow::ensure!(
+        log.contains("hello from crius (1) on crius-demo"),
+        "the log misses the demo's output"
+    );
     Ok(())
 }

@@ -9,6 +9,9 @@ use crate::logs::{CaptureBuf, EXEC_SYNC_OUTPUT_CAP};
 use crate::runtime::Crius;
 use crate::store::ContainerState;
 
+/// Room left in the 16 MiB response for everything but the output bytes.
+const EXEC_SYNC_MESSAGE_SLACK: usize = 4096;
+
 pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -18,9 +21,16 @@ pub struct ExecOutput {
 impl Crius {
     /// ExecSync. `timeout` zero means no timeout; when it passes, the process is killed and
     /// the call answers DeadlineExceeded.
-    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput> {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
         if cmd.is_empty() {
-            return Err(Error::InvalidArgument("exec: cmd must not be empty".to_string()));
+            return Err(Error::InvalidArgument(
+                "exec: cmd must not be empty".to_string(),
+            ));
         }
         let container = self.container(id)?;
         if container.status().state != ContainerState::Running {
@@ -52,7 +62,10 @@ impl Crius {
         let exit = match waited {
             Ok(exit) => exit,
             Err(_) => {
-                let _ = self.backend.kill_exec(&container_id, &exec_id, libc::SIGKILL as u32).await;
+                let _ = self
+                    .backend
+                    .kill_exec(&container_id, &exec_id, libc::SIGKILL as u32)
+                    .await;
                 let _ = self.backend.wait(&container_id, &exec_id).await;
                 let _ = self.backend.delete_exec(&container_id, &exec_id).await;
                 stdout.abort();
@@ -66,20 +79,31 @@ impl Crius {
         let cleanup = self.backend.delete_exec(&container_id, &exec_id).await;
         let exit = exit?;
         cleanup?;
-        let collect = |joined: std::result::Result<std::io::Result<CaptureBuf>, tokio::task::JoinError>| {
-            joined
-                .map_err(|e| Error::internal("exec output", e))?
-                .map(CaptureBuf::into_bytes)
-                .map_err(|e| Error::internal("reading exec output", e))
-        };
+        let collect =
+            |joined: std::result::Result<std::io::Result<CaptureBuf>, tokio::task::JoinError>| {
+                joined
+                    .map_err(|e| Error::internal("exec output", e))?
+                    .map(CaptureBuf::into_bytes)
+                    .map_err(|e| Error::internal("reading exec output", e))
+            };
         // Output ends when the process and its children closed the pipes; bound the wait.
         let out = tokio::time::timeout(Duration::from_secs(10), stdout).await;
         let err = tokio::time::timeout(Duration::from_secs(10), stderr).await;
+        let mut stdout = out
+            .map_err(|_| Error::internal("exec output", "stdout did not close"))
+            .and_then(collect)?;
+        let mut stderr = err
+            .map_err(|_| Error::internal("exec output", "stderr did not close"))
+            .and_then(collect)?;
+        // Both streams travel in one gRPC message: keep their sum under its limit.
+        let budget = EXEC_SYNC_OUTPUT_CAP - EXEC_SYNC_MESSAGE_SLACK;
+        if stdout.len() + stderr.len() > budget {
+            stderr.truncate(budget.saturating_sub(stdout.len().min(budget)));
+            stdout.truncate(budget - stderr.len());
+        }
         Ok(ExecOutput {
-            stdout: out.map_err(|_| Error::internal("exec output", "stdout did not close"))
-                .and_then(collect)?,
-            stderr: err.map_err(|_| Error::internal("exec output", "stderr did not close"))
-                .and_then(collect)?,
+            stdout,
+            stderr,
             exit_code: i32::try_from(exit.exit_code).unwrap_or(i32::MAX),
         })
     }

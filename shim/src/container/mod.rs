@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_backends::{CreateContainer, TaskExit, TaskIo, TaskStatus, LABEL_KIND, LABEL_SANDBOX_ID};
+use runtime_backends::{
+    CreateContainer, TaskExit, TaskIo, TaskStatus, LABEL_KIND, LABEL_SANDBOX_ID,
+};
 
 use crate::cgroups::CgroupDriver;
 use crate::domain::{ContainerConfig, Resources};
@@ -31,7 +33,10 @@ pub const REASON_OOM_KILLED: &str = "OOMKilled";
 
 fn reserved_name(config: &ContainerConfig, sandbox: &crate::domain::SandboxConfig) -> String {
     let p = &sandbox.metadata;
-    format!("{}_{}_{}_{}_{}", config.metadata.name, p.name, p.namespace, p.uid, config.metadata.attempt)
+    format!(
+        "{}_{}_{}_{}_{}",
+        config.metadata.name, p.name, p.namespace, p.uid, config.metadata.attempt
+    )
 }
 
 /// Resolve a signal name (`SIGTERM`, `TERM`, `15`) to its number.
@@ -44,8 +49,14 @@ pub fn parse_signal(name: &str) -> Option<i32> {
         return Some(number);
     }
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 impl Crius {
@@ -58,11 +69,18 @@ impl Crius {
     }
 
     pub fn container(&self, id: &str) -> Result<Arc<Container>> {
-        self.store.containers.get(id).ok_or_else(|| Crius::not_found_container(id))
+        self.store
+            .containers
+            .get(id)
+            .ok_or_else(|| Crius::not_found_container(id))
     }
 
     /// CreateContainer. The work runs detached from the caller (decision 5).
-    pub async fn create_container(self: &Arc<Self>, sandbox_id: &str, config: ContainerConfig) -> Result<String> {
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String> {
         let sandbox = self.sandbox(sandbox_id)?;
         if sandbox.status().state != SandboxState::Ready {
             return Err(Error::FailedPrecondition(format!(
@@ -113,14 +131,36 @@ impl Crius {
             .backend
             .read_image_files(&image.id, &["/etc/passwd", "/etc/group"])
             .await?;
-        let text = |path: &str| files.get(path).map(|d| String::from_utf8_lossy(d).into_owned());
+        let text = |path: &str| {
+            files
+                .get(path)
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+        };
         let sandbox_cfg = &sandbox.meta.config;
         let log_path = if config.log_path.is_empty() || sandbox_cfg.log_directory.is_empty() {
             String::new()
         } else {
-            Path::new(&sandbox_cfg.log_directory).join(&config.log_path).display().to_string()
+            Path::new(&sandbox_cfg.log_directory)
+                .join(&config.log_path)
+                .display()
+                .to_string()
         };
-        let cgroups_path = self.cgroups.container_cgroups_path(&sandbox_cfg.cgroup_parent, id)?;
+        // A bind mount's missing host path is created as a directory, as containerd's CRI does
+        // (kubelet relies on it for hostPath volumes of type DirectoryOrCreate).
+        for mount in &config.mounts {
+            let host = Path::new(&mount.host_path);
+            if std::fs::symlink_metadata(host).is_err() {
+                std::fs::create_dir_all(host).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "mount host path {:?} cannot be created: {e}",
+                        mount.host_path
+                    ))
+                })?;
+            }
+        }
+        let cgroups_path = self
+            .cgroups
+            .container_cgroups_path(&sandbox_cfg.cgroup_parent, id)?;
         let sandbox_files = PathBuf::from(&sandbox.meta.files_dir);
         let shm = self.sandbox_state(&sandbox.meta.id).join("shm");
         let spec = spec::build_container_spec(&spec::ContainerSpecInput {
@@ -218,11 +258,31 @@ impl Crius {
         let log = if container.meta.log_path.is_empty() {
             None
         } else {
-            Some(Arc::new(LogFile::open(&container.meta.log_path).map_err(|e| {
-                Error::InvalidArgument(format!("cannot open log file {:?}: {e}", container.meta.log_path))
-            })?))
+            Some(Arc::new(LogFile::open(&container.meta.log_path).map_err(
+                |e| {
+                    Error::InvalidArgument(format!(
+                        "cannot open log file {:?}: {e}",
+                        container.meta.log_path
+                    ))
+                },
+            )?))
         };
-        let started = match self.backend.start_task(&container.meta.id, &self.container_io_dir(&container.meta.id)).await {
+        let terminal = container
+            .meta
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let started = match self
+            .backend
+            .start_task(
+                &container.meta.id,
+                &self.container_io_dir(&container.meta.id),
+                terminal,
+            )
+            .await
+        {
             Ok(started) => started,
             Err(e) => {
                 // A task that failed to start leaves the container exited with the reason.
@@ -265,7 +325,14 @@ impl Crius {
     }
 
     /// Record a container's exit (from an event, a wait or recovery). Idempotent.
-    pub(crate) async fn handle_container_exit(&self, container: &Container, exit: TaskExit) -> Result<()> {
+    pub(crate) async fn handle_container_exit(
+        &self,
+        container: &Container,
+        exit: TaskExit,
+    ) -> Result<()> {
+        if container.status().state == ContainerState::Exited {
+            return Ok(());
+        }
         // The task is deleted so its shim goes away; the exit status lives on in the store.
         let deleted = self.backend.delete_task(&container.meta.id).await;
         let exit = match deleted {
@@ -282,7 +349,11 @@ impl Crius {
             s.state = ContainerState::Exited;
             s.pid = 0;
             s.exit_code = i32::try_from(exit.exit_code).unwrap_or(i32::MAX);
-            s.finished_at = if exit.exited_at_nanos > 0 { exit.exited_at_nanos } else { now_nanos() };
+            s.finished_at = if exit.exited_at_nanos > 0 {
+                exit.exited_at_nanos
+            } else {
+                now_nanos()
+            };
             // CRI reasons: OOMKilled when the OOM killer hit it, else by exit code.
             s.reason = if s.oom_killed {
                 REASON_OOM_KILLED
@@ -312,7 +383,9 @@ impl Crius {
     /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds. Idempotent.
     pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
         // CRI: stopping a container that is gone or already stopped succeeds.
-        let Some(container) = self.store.containers.get(id) else { return Ok(()) };
+        let Some(container) = self.store.containers.get(id) else {
+            return Ok(());
+        };
         let _op = container.op.lock().await;
         self.stop_container_locked(&container, timeout_secs).await
     }
@@ -324,26 +397,40 @@ impl Crius {
         }
         let task = self.backend.task_state(&id).await?;
         let exit = match task {
-            None => TaskExit { pid: 0, exit_code: 255, exited_at_nanos: now_nanos() },
-            Some(task) if task.status == TaskStatus::Stopped => {
-                TaskExit { pid: task.pid, exit_code: task.exit_code, exited_at_nanos: task.exited_at_nanos }
-            }
+            None => TaskExit {
+                pid: 0,
+                exit_code: 255,
+                exited_at_nanos: now_nanos(),
+            },
+            Some(task) if task.status == TaskStatus::Stopped => TaskExit {
+                pid: task.pid,
+                exit_code: task.exit_code,
+                exited_at_nanos: task.exited_at_nanos,
+            },
             Some(_) => {
                 let mut exit = None;
                 if timeout_secs > 0 {
-                    let signal = u32::try_from(container.meta.stop_signal).unwrap_or(libc::SIGTERM as u32);
+                    let signal =
+                        u32::try_from(container.meta.stop_signal).unwrap_or(libc::SIGTERM as u32);
                     match self.backend.kill_task(&id, signal, false).await {
                         Ok(()) => {}
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e.into()),
                     }
                     let grace = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
-                    exit = tokio::time::timeout(grace, self.backend.wait(&id, "")).await.ok().transpose()?;
+                    exit = tokio::time::timeout(grace, self.backend.wait(&id, ""))
+                        .await
+                        .ok()
+                        .transpose()?;
                 }
                 match exit {
                     Some(exit) => exit,
                     None => {
-                        match self.backend.kill_task(&id, libc::SIGKILL as u32, true).await {
+                        match self
+                            .backend
+                            .kill_task(&id, libc::SIGKILL as u32, true)
+                            .await
+                        {
                             Ok(()) => {}
                             Err(e) if e.is_not_found() => {}
                             Err(e) => return Err(e.into()),
@@ -359,7 +446,9 @@ impl Crius {
     /// RemoveContainer: force-stops a running container first. Idempotent.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
         // CRI: removing a container that is already gone succeeds.
-        let Some(container) = self.store.containers.get(id) else { return Ok(()) };
+        let Some(container) = self.store.containers.get(id) else {
+            return Ok(());
+        };
         let _op = container.op.lock().await;
         self.stop_container_locked(&container, 0).await?;
         let id = container.meta.id.clone();
@@ -379,7 +468,9 @@ impl Crius {
         if state == ContainerState::Running || state == ContainerState::Created {
             let linux = spec::linux_resources(&resources, &self.host.cgroups)?;
             if state == ContainerState::Running {
-                self.backend.update_resources(&container.meta.id, &linux).await?;
+                self.backend
+                    .update_resources(&container.meta.id, &linux)
+                    .await?;
             }
         } else {
             return Err(Error::FailedPrecondition(format!(
@@ -395,14 +486,20 @@ impl Crius {
     pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
         if container.status().state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!("container {:?} is not running", container.meta.id)));
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is not running",
+                container.meta.id
+            )));
         }
         let log = container.log.lock().ok().and_then(|slot| slot.clone());
         match log {
             Some(log) => log
                 .reopen()
                 .map_err(|e| Error::internal(format!("reopening log {}", log.path().display()), e)),
-            None => Err(Error::FailedPrecondition(format!("container {:?} has no log file", container.meta.id))),
+            None => Err(Error::FailedPrecondition(format!(
+                "container {:?} has no log file",
+                container.meta.id
+            ))),
         }
     }
 }

@@ -15,12 +15,15 @@ pub const HOSTS: &str = "hosts";
 const SHM_SIZE: &str = "size=65536k";
 
 fn write(path: &Path, contents: &str) -> Result<()> {
-    std::fs::write(path, contents).map_err(|e| Error::internal(format!("writing {}", path.display()), e))
+    std::fs::write(path, contents)
+        .map_err(|e| Error::internal(format!("writing {}", path.display()), e))
 }
 
 pub fn resolv_conf(config: &SandboxConfig) -> Result<String> {
     match &config.dns {
-        Some(dns) if !(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty()) => {
+        Some(dns)
+            if !(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty()) =>
+        {
             let mut out = String::new();
             if !dns.searches.is_empty() {
                 out.push_str(&format!("search {}\n", dns.searches.join(" ")));
@@ -38,11 +41,19 @@ pub fn resolv_conf(config: &SandboxConfig) -> Result<String> {
     }
 }
 
-pub fn write_sandbox_files(root: &Path, config: &SandboxConfig, host_network: bool, shm: Option<&Path>) -> Result<()> {
-    std::fs::create_dir_all(root).map_err(|e| Error::internal(format!("creating {}", root.display()), e))?;
+pub fn write_sandbox_files(
+    root: &Path,
+    config: &SandboxConfig,
+    host_network: bool,
+    shm: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::internal(format!("creating {}", root.display()), e))?;
     write(&root.join(RESOLV_CONF), &resolv_conf(config)?)?;
     let hostname = if host_network || config.hostname.is_empty() {
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
     } else {
         config.hostname.clone()
     };
@@ -54,7 +65,8 @@ pub fn write_sandbox_files(root: &Path, config: &SandboxConfig, host_network: bo
     };
     write(&root.join(HOSTS), &hosts)?;
     if let Some(shm) = shm {
-        std::fs::create_dir_all(shm).map_err(|e| Error::internal(format!("creating {}", shm.display()), e))?;
+        std::fs::create_dir_all(shm)
+            .map_err(|e| Error::internal(format!("creating {}", shm.display()), e))?;
         nix::mount::mount(
             Some("shm"),
             shm,
@@ -70,12 +82,8 @@ pub fn write_sandbox_files(root: &Path, config: &SandboxConfig, host_network: bo
 /// Unmount the pod's shm (idempotent).
 pub fn release_shm(state: &Path) {
     let shm = state.join("shm");
-    loop {
-        match nix::mount::umount2(&shm, MntFlags::MNT_DETACH) {
-            Ok(()) => continue,
-            Err(_) => break,
-        }
-    }
+    // Unmount every layer, in case the mount was stacked by a retried call.
+    while nix::mount::umount2(&shm, MntFlags::MNT_DETACH).is_ok() {}
 }
 
 pub fn remove_dirs(root: &Path, state: &Path) {

@@ -33,12 +33,18 @@ pub fn reserved_name(config: &SandboxConfig) -> String {
 
 impl Crius {
     pub(crate) fn persist_sandbox(&self, sandbox: &Sandbox) -> Result<()> {
-        let record = SandboxRecord { meta: sandbox.meta.clone(), status: SandboxStatus::clone(&sandbox.status()) };
+        let record = SandboxRecord {
+            meta: sandbox.meta.clone(),
+            status: SandboxStatus::clone(&sandbox.status()),
+        };
         self.records.write(SANDBOXES, &sandbox.meta.id, &record)
     }
 
     pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
-        self.store.sandboxes.get(id).ok_or_else(|| Crius::not_found_sandbox(id))
+        self.store
+            .sandboxes
+            .get(id)
+            .ok_or_else(|| Crius::not_found_sandbox(id))
     }
 
     /// RunPodSandbox. The work runs detached from the caller (decision 5).
@@ -74,12 +80,19 @@ impl Crius {
     async fn create_sandbox(&self, id: &str, name: &str, config: SandboxConfig) -> Result<()> {
         let started = std::time::Instant::now();
         let mut rollback = Rollback::default();
-        let result = self.create_sandbox_steps(id, name, config, &mut rollback).await;
+        let result = self
+            .create_sandbox_steps(id, name, config, &mut rollback)
+            .await;
         if let Err(e) = &result {
             tracing::warn!(sandbox = id, error = %e, "RunPodSandbox failed; rolling back");
             rollback.run(self, id).await;
         } else {
-            tracing::info!(sandbox = id, name, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox ready");
+            tracing::info!(
+                sandbox = id,
+                name,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "sandbox ready"
+            );
         }
         result
     }
@@ -91,9 +104,17 @@ impl Crius {
         config: SandboxConfig,
         rollback: &mut Rollback,
     ) -> Result<()> {
-        let image = self.store.images.load().find(&self.pause_image).ok_or_else(|| {
-            Error::FailedPrecondition(format!("pause image {:?} is not present on this node", self.pause_image))
-        })?;
+        let image = self
+            .store
+            .images
+            .load()
+            .find(&self.pause_image)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "pause image {:?} is not present on this node",
+                    self.pause_image
+                ))
+            })?;
         let host_network = config.security.namespaces.network == NamespaceMode::Node;
         let root = self.sandbox_root(id);
         let state = self.sandbox_state(id);
@@ -104,14 +125,23 @@ impl Crius {
             Some(state.join("shm"))
         };
         files::write_sandbox_files(&root, &config, host_network, shm.as_deref())?;
+        // The pod's namespace and CNI come before the pause container, which joins it.
+        let pod_network = if host_network {
+            crate::network::PodNetwork::default()
+        } else {
+            rollback.network = true;
+            self.network.setup(id, &config).await?
+        };
 
-        let cgroups_path = self.cgroups.container_cgroups_path(&config.cgroup_parent, id)?;
+        let cgroups_path = self
+            .cgroups
+            .container_cgroups_path(&config.cgroup_parent, id)?;
         let spec = spec::build_sandbox_spec(&spec::SandboxSpecInput {
             id,
             config: &config,
             cgroups_path: cgroups_path.clone(),
             pause_args: image_command(&image.config),
-            netns_path: None,
+            netns_path: (!host_network).then(|| pod_network.netns_path.clone()),
             oom_score_adj_floor: self.oom_score_adj_floor,
             host: &self.host,
         })?;
@@ -129,21 +159,30 @@ impl Crius {
                 systemd_cgroup: self.cgroups.is_systemd(),
             })
             .await?;
-        let started = self.backend.start_task(id, &state.join("io")).await?;
+        let started = self
+            .backend
+            .start_task(id, &state.join("io"), false)
+            .await?;
         drain(started.io);
         let meta = SandboxMeta {
             id: id.to_string(),
             name: name.to_string(),
             config,
             created_at: now_nanos(),
-            netns_path: None,
-            ip: String::new(),
-            additional_ips: Vec::new(),
+            netns_path: (!host_network).then(|| pod_network.netns_path.clone()),
+            ip: pod_network.ips.first().cloned().unwrap_or_default(),
+            additional_ips: pod_network.ips.iter().skip(1).cloned().collect(),
             pause_image: self.pause_image.clone(),
             files_dir: root.display().to_string(),
             cgroups_path,
         };
-        let sandbox = Arc::new(Sandbox::new(meta, SandboxStatus { state: SandboxState::Ready, pid: started.pid }));
+        let sandbox = Arc::new(Sandbox::new(
+            meta,
+            SandboxStatus {
+                state: SandboxState::Ready,
+                pid: started.pid,
+            },
+        ));
         self.persist_sandbox(&sandbox)?;
         self.store.sandboxes.insert(id.to_string(), sandbox);
         Ok(())
@@ -152,12 +191,16 @@ impl Crius {
     /// StopPodSandbox: stop every container, then the pause process. Idempotent.
     pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
         // CRI: stopping a sandbox that is already gone is not an error.
-        let Some(sandbox) = self.store.sandboxes.get(id) else { return Ok(()) };
+        let Some(sandbox) = self.store.sandboxes.get(id) else {
+            return Ok(());
+        };
         let _op = sandbox.op.lock().await;
         for container in self.containers_of(&sandbox.meta.id) {
             self.stop_container(&container.meta.id, 0).await?;
         }
         self.stop_pause(&sandbox).await?;
+        // CNI DEL, then the namespace goes; a no-op for host-network pods and on repeats.
+        self.network.teardown(&sandbox.meta.id).await?;
         files::release_shm(&self.sandbox_state(&sandbox.meta.id));
         Ok(())
     }
@@ -182,14 +225,19 @@ impl Crius {
         if sandbox.status().state == SandboxState::NotReady {
             return Ok(());
         }
-        sandbox.status.store(Arc::new(SandboxStatus { state: SandboxState::NotReady, pid: 0 }));
+        sandbox.status.store(Arc::new(SandboxStatus {
+            state: SandboxState::NotReady,
+            pid: 0,
+        }));
         self.persist_sandbox(sandbox)
     }
 
     /// RemovePodSandbox: stop, remove its containers, the pause container and all files.
     pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
         // CRI: removing a sandbox that is already gone is not an error.
-        let Some(sandbox) = self.store.sandboxes.get(id) else { return Ok(()) };
+        let Some(sandbox) = self.store.sandboxes.get(id) else {
+            return Ok(());
+        };
         self.stop_sandbox(&sandbox.meta.id).await?;
         let _op = sandbox.op.lock().await;
         let id = sandbox.meta.id.clone();
@@ -244,6 +292,7 @@ pub(crate) fn drain(io: runtime_backends::TaskIo) {
 #[derive(Default)]
 struct Rollback {
     dirs: bool,
+    network: bool,
     container: bool,
 }
 
@@ -252,6 +301,11 @@ impl Rollback {
         if self.container {
             if let Err(e) = crius.backend.remove_container(id).await {
                 tracing::error!(sandbox = id, error = %e, "rollback: could not remove pause container");
+            }
+        }
+        if self.network {
+            if let Err(e) = crius.network.teardown_forced(id).await {
+                tracing::error!(sandbox = id, error = %e, "rollback: could not tear down the pod network");
             }
         }
         if self.dirs {

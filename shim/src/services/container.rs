@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use cri_api::v1 as cri;
 
-use super::convert::{matches_selector, propagation_to_cri, resources, resources_to_cri, stop_signal_to_cri, to_map};
+use super::convert::{
+    matches_selector, propagation_to_cri, resources, resources_to_cri, stop_signal_to_cri, to_map,
+};
 use crate::domain::ContainerConfig;
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
@@ -14,35 +16,56 @@ use crate::store::{Container, ContainerState};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::InvalidArgument(format!("{rpc}: container_id must not be empty")));
+        return Err(Error::InvalidArgument(format!(
+            "{rpc}: container_id must not be empty"
+        )));
     }
     Ok(())
 }
 
-pub async fn create(crius: &Arc<Crius>, request: cri::CreateContainerRequest) -> Result<cri::CreateContainerResponse> {
+pub async fn create(
+    crius: &Arc<Crius>,
+    request: cri::CreateContainerRequest,
+) -> Result<cri::CreateContainerResponse> {
     if request.pod_sandbox_id.is_empty() {
-        return Err(Error::InvalidArgument("CreateContainer: pod_sandbox_id must not be empty".into()));
+        return Err(Error::InvalidArgument(
+            "CreateContainer: pod_sandbox_id must not be empty".into(),
+        ));
     }
-    let config = ContainerConfig::try_from(
-        request.config.ok_or_else(|| Error::InvalidArgument("CreateContainer: config is required".into()))?,
-    )?;
-    let id = crius.create_container(&request.pod_sandbox_id, config).await?;
+    let config =
+        ContainerConfig::try_from(request.config.ok_or_else(|| {
+            Error::InvalidArgument("CreateContainer: config is required".into())
+        })?)?;
+    let id = crius
+        .create_container(&request.pod_sandbox_id, config)
+        .await?;
     Ok(cri::CreateContainerResponse { container_id: id })
 }
 
-pub async fn start(crius: &Crius, request: cri::StartContainerRequest) -> Result<cri::StartContainerResponse> {
+pub async fn start(
+    crius: &Crius,
+    request: cri::StartContainerRequest,
+) -> Result<cri::StartContainerResponse> {
     require_id(&request.container_id, "StartContainer")?;
     crius.start_container(&request.container_id).await?;
     Ok(cri::StartContainerResponse {})
 }
 
-pub async fn stop(crius: &Crius, request: cri::StopContainerRequest) -> Result<cri::StopContainerResponse> {
+pub async fn stop(
+    crius: &Crius,
+    request: cri::StopContainerRequest,
+) -> Result<cri::StopContainerResponse> {
     require_id(&request.container_id, "StopContainer")?;
-    crius.stop_container(&request.container_id, request.timeout).await?;
+    crius
+        .stop_container(&request.container_id, request.timeout)
+        .await?;
     Ok(cri::StopContainerResponse {})
 }
 
-pub async fn remove(crius: &Crius, request: cri::RemoveContainerRequest) -> Result<cri::RemoveContainerResponse> {
+pub async fn remove(
+    crius: &Crius,
+    request: cri::RemoveContainerRequest,
+) -> Result<cri::RemoveContainerResponse> {
     require_id(&request.container_id, "RemoveContainer")?;
     crius.remove_container(&request.container_id).await?;
     Ok(cri::RemoveContainerResponse {})
@@ -69,7 +92,10 @@ fn image_spec(container: &Container) -> cri::ImageSpec {
 
 fn metadata(container: &Container) -> cri::ContainerMetadata {
     let m = &container.meta.config.metadata;
-    cri::ContainerMetadata { name: m.name.clone(), attempt: m.attempt }
+    cri::ContainerMetadata {
+        name: m.name.clone(),
+        attempt: m.attempt,
+    }
 }
 
 /// The uid/gid/groups the container's process runs as (from its OCI spec).
@@ -125,17 +151,20 @@ pub fn status_of(container: &Container) -> cri::ContainerStatus {
             })
             .collect(),
         log_path: meta.log_path.clone(),
-        resources: status
-            .resources
-            .as_ref()
-            .map(|r| cri::ContainerResources { linux: Some(resources_to_cri(r)), windows: None }),
+        resources: status.resources.as_ref().map(|r| cri::ContainerResources {
+            linux: Some(resources_to_cri(r)),
+            windows: None,
+        }),
         image_id: meta.image_id.clone(),
         user: user(container),
         stop_signal: stop_signal_to_cri(meta.config.stop_signal.as_deref()),
     }
 }
 
-pub fn status(crius: &Crius, request: cri::ContainerStatusRequest) -> Result<cri::ContainerStatusResponse> {
+pub fn status(
+    crius: &Crius,
+    request: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse> {
     require_id(&request.container_id, "ContainerStatus")?;
     let container = crius.container(&request.container_id)?;
     let mut info = std::collections::HashMap::new();
@@ -147,15 +176,26 @@ pub fn status(crius: &Crius, request: cri::ContainerStatusRequest) -> Result<cri
         });
         info.insert("info".to_string(), verbose.to_string());
     }
-    Ok(cri::ContainerStatusResponse { status: Some(status_of(&container)), info })
+    Ok(cri::ContainerStatusResponse {
+        status: Some(status_of(&container)),
+        info,
+    })
 }
 
-pub fn list(crius: &Crius, request: cri::ListContainersRequest) -> Result<cri::ListContainersResponse> {
+pub fn list(
+    crius: &Crius,
+    request: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse> {
     let filter = request.filter.unwrap_or_default();
     let snapshot = crius.store.containers.snapshot();
     let mut containers = Vec::with_capacity(snapshot.len());
     let mut consider = |container: &Container| {
-        if !filter.pod_sandbox_id.is_empty() && !container.meta.sandbox_id.starts_with(&filter.pod_sandbox_id) {
+        if !filter.pod_sandbox_id.is_empty()
+            && !container
+                .meta
+                .sandbox_id
+                .starts_with(&filter.pod_sandbox_id)
+        {
             return;
         }
         let state = state(container);
@@ -192,25 +232,42 @@ pub async fn update_resources(
     request: cri::UpdateContainerResourcesRequest,
 ) -> Result<cri::UpdateContainerResourcesResponse> {
     require_id(&request.container_id, "UpdateContainerResources")?;
-    let linux = request
-        .linux
-        .ok_or_else(|| Error::InvalidArgument("UpdateContainerResources: linux resources are required".into()))?;
-    crius.update_container_resources(&request.container_id, resources(linux)).await?;
+    let linux = request.linux.ok_or_else(|| {
+        Error::InvalidArgument("UpdateContainerResources: linux resources are required".into())
+    })?;
+    crius
+        .update_container_resources(&request.container_id, resources(linux))
+        .await?;
     Ok(cri::UpdateContainerResourcesResponse {})
 }
 
-pub async fn reopen_log(crius: &Crius, request: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse> {
+pub async fn reopen_log(
+    crius: &Crius,
+    request: cri::ReopenContainerLogRequest,
+) -> Result<cri::ReopenContainerLogResponse> {
     require_id(&request.container_id, "ReopenContainerLog")?;
     crius.reopen_container_log(&request.container_id).await?;
     Ok(cri::ReopenContainerLogResponse {})
 }
 
-pub async fn exec_sync(crius: &Crius, request: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse> {
+pub async fn exec_sync(
+    crius: &Crius,
+    request: cri::ExecSyncRequest,
+) -> Result<cri::ExecSyncResponse> {
     require_id(&request.container_id, "ExecSync")?;
     if request.timeout < 0 {
-        return Err(Error::InvalidArgument(format!("ExecSync: timeout {} must not be negative", request.timeout)));
+        return Err(Error::InvalidArgument(format!(
+            "ExecSync: timeout {} must not be negative",
+            request.timeout
+        )));
     }
     let timeout = Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0));
-    let output = crius.exec_sync(&request.container_id, request.cmd, timeout).await?;
-    Ok(cri::ExecSyncResponse { stdout: output.stdout, stderr: output.stderr, exit_code: output.exit_code })
+    let output = crius
+        .exec_sync(&request.container_id, request.cmd, timeout)
+        .await?;
+    Ok(cri::ExecSyncResponse {
+        stdout: output.stdout,
+        stderr: output.stderr,
+        exit_code: output.exit_code,
+    })
 }

@@ -41,14 +41,24 @@ pub fn namespace_mode_to_cri(mode: NamespaceMode) -> i32 {
 
 fn id_mappings(list: Vec<cri::IdMapping>) -> Vec<IdMapping> {
     list.into_iter()
-        .map(|m| IdMapping { host_id: m.host_id, container_id: m.container_id, length: m.length })
+        .map(|m| IdMapping {
+            host_id: m.host_id,
+            container_id: m.container_id,
+            length: m.length,
+        })
         .collect()
 }
 
 fn namespaces(options: Option<cri::NamespaceOption>) -> Result<NamespaceOptions> {
-    let Some(o) = options else { return Ok(NamespaceOptions::default()) };
+    let Some(o) = options else {
+        return Ok(NamespaceOptions::default());
+    };
     let userns = match o.userns_options {
-        Some(u) => Some(UserNamespace { mode: namespace_mode(u.mode)?, uids: id_mappings(u.uids), gids: id_mappings(u.gids) }),
+        Some(u) => Some(UserNamespace {
+            mode: namespace_mode(u.mode)?,
+            uids: id_mappings(u.uids),
+            gids: id_mappings(u.gids),
+        }),
         None => None,
     };
     Ok(NamespaceOptions {
@@ -68,26 +78,55 @@ pub fn namespaces_to_cri(o: &NamespaceOptions) -> cri::NamespaceOption {
         target_id: o.target_id.clone(),
         userns_options: o.userns.as_ref().map(|u| cri::UserNamespace {
             mode: namespace_mode_to_cri(u.mode),
-            uids: u.uids.iter().map(|m| cri::IdMapping { host_id: m.host_id, container_id: m.container_id, length: m.length }).collect(),
-            gids: u.gids.iter().map(|m| cri::IdMapping { host_id: m.host_id, container_id: m.container_id, length: m.length }).collect(),
+            uids: u
+                .uids
+                .iter()
+                .map(|m| cri::IdMapping {
+                    host_id: m.host_id,
+                    container_id: m.container_id,
+                    length: m.length,
+                })
+                .collect(),
+            gids: u
+                .gids
+                .iter()
+                .map(|m| cri::IdMapping {
+                    host_id: m.host_id,
+                    container_id: m.container_id,
+                    length: m.length,
+                })
+                .collect(),
         }),
     }
 }
 
 /// A `SecurityProfile`, falling back to the deprecated string field when the message is unset.
-fn profile(field: &str, message: Option<cri::SecurityProfile>, legacy: &str) -> Result<Option<SecurityProfile>> {
+fn profile(
+    field: &str,
+    message: Option<cri::SecurityProfile>,
+    legacy: &str,
+) -> Result<Option<SecurityProfile>> {
     if let Some(p) = message {
         return match cri::security_profile::ProfileType::try_from(p.profile_type) {
-            Ok(cri::security_profile::ProfileType::RuntimeDefault) => Ok(Some(SecurityProfile::RuntimeDefault)),
-            Ok(cri::security_profile::ProfileType::Unconfined) => Ok(Some(SecurityProfile::Unconfined)),
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
+                Ok(Some(SecurityProfile::RuntimeDefault))
+            }
+            Ok(cri::security_profile::ProfileType::Unconfined) => {
+                Ok(Some(SecurityProfile::Unconfined))
+            }
             Ok(cri::security_profile::ProfileType::Localhost) => {
                 if p.localhost_ref.is_empty() {
-                    Err(invalid(format!("{field}: Localhost profile needs localhost_ref")))
+                    Err(invalid(format!(
+                        "{field}: Localhost profile needs localhost_ref"
+                    )))
                 } else {
                     Ok(Some(SecurityProfile::Localhost(p.localhost_ref)))
                 }
             }
-            Err(_) => Err(invalid(format!("{field}: unknown profile type {}", p.profile_type))),
+            Err(_) => Err(invalid(format!(
+                "{field}: unknown profile type {}",
+                p.profile_type
+            ))),
         };
     }
     Ok(match legacy {
@@ -118,7 +157,11 @@ pub fn resources(r: cri::LinuxContainerResources) -> Resources {
         oom_score_adj: r.oom_score_adj,
         cpuset_cpus: r.cpuset_cpus,
         cpuset_mems: r.cpuset_mems,
-        hugepage_limits: r.hugepage_limits.into_iter().map(|h| (h.page_size, h.limit)).collect(),
+        hugepage_limits: r
+            .hugepage_limits
+            .into_iter()
+            .map(|h| (h.page_size, h.limit))
+            .collect(),
         unified: r.unified.into_iter().collect::<BTreeMap<_, _>>(),
         memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
     }
@@ -133,8 +176,19 @@ pub fn resources_to_cri(r: &Resources) -> cri::LinuxContainerResources {
         oom_score_adj: r.oom_score_adj,
         cpuset_cpus: r.cpuset_cpus.clone(),
         cpuset_mems: r.cpuset_mems.clone(),
-        hugepage_limits: r.hugepage_limits.iter().map(|(p, l)| cri::HugepageLimit { page_size: p.clone(), limit: *l }).collect(),
-        unified: r.unified.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|(p, l)| cri::HugepageLimit {
+                page_size: p.clone(),
+                limit: *l,
+            })
+            .collect(),
+        unified: r
+            .unified
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
     }
 }
@@ -153,19 +207,28 @@ impl TryFrom<cri::RunPodSandboxRequest> for SandboxConfig {
     // The deprecated profile strings are still honoured when the message form is unset.
     #[allow(deprecated)]
     fn try_from(request: cri::RunPodSandboxRequest) -> Result<Self> {
-        let config = request.config.ok_or_else(|| invalid("RunPodSandbox: config is required"))?;
-        let metadata = config.metadata.ok_or_else(|| invalid("RunPodSandbox: config.metadata is required"))?;
+        let config = request
+            .config
+            .ok_or_else(|| invalid("RunPodSandbox: config is required"))?;
+        let metadata = config
+            .metadata
+            .ok_or_else(|| invalid("RunPodSandbox: config.metadata is required"))?;
         if metadata.name.is_empty() {
             return Err(invalid("RunPodSandbox: metadata.name must not be empty"));
         }
         if metadata.namespace.is_empty() {
-            return Err(invalid("RunPodSandbox: metadata.namespace must not be empty"));
+            return Err(invalid(
+                "RunPodSandbox: metadata.namespace must not be empty",
+            ));
         }
         if metadata.uid.is_empty() {
             return Err(invalid("RunPodSandbox: metadata.uid must not be empty"));
         }
         if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
-            return Err(invalid(format!("RunPodSandbox: log_directory {:?} must be absolute", config.log_directory)));
+            return Err(invalid(format!(
+                "RunPodSandbox: log_directory {:?} must be absolute",
+                config.log_directory
+            )));
         }
         let linux = config.linux.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
@@ -190,10 +253,19 @@ impl TryFrom<cri::RunPodSandboxRequest> for SandboxConfig {
             });
         }
         Ok(SandboxConfig {
-            metadata: PodMetadata { name: metadata.name, uid: metadata.uid, namespace: metadata.namespace, attempt: metadata.attempt },
+            metadata: PodMetadata {
+                name: metadata.name,
+                uid: metadata.uid,
+                namespace: metadata.namespace,
+                attempt: metadata.attempt,
+            },
             hostname: config.hostname,
             log_directory: config.log_directory,
-            dns: config.dns_config.map(|d| DnsConfig { servers: d.servers, searches: d.searches, options: d.options }),
+            dns: config.dns_config.map(|d| DnsConfig {
+                servers: d.servers,
+                searches: d.searches,
+                options: d.options,
+            }),
             port_mappings,
             labels: labels(config.labels),
             annotations: labels(config.annotations),
@@ -226,7 +298,8 @@ pub fn propagation_to_cri(p: Propagation) -> i32 {
 
 /// Signal enum of the CRI → signal name.
 fn stop_signal(raw: i32) -> Result<Option<String>> {
-    let signal = cri::Signal::try_from(raw).map_err(|_| invalid(format!("unknown stop_signal {raw}")))?;
+    let signal =
+        cri::Signal::try_from(raw).map_err(|_| invalid(format!("unknown stop_signal {raw}")))?;
     if signal == cri::Signal::RuntimeDefault {
         return Ok(None);
     }
@@ -234,7 +307,9 @@ fn stop_signal(raw: i32) -> Result<Option<String>> {
 }
 
 pub fn stop_signal_to_cri(name: Option<&str>) -> i32 {
-    name.and_then(cri::Signal::from_str_name).map(|s| s as i32).unwrap_or(0)
+    name.and_then(cri::Signal::from_str_name)
+        .map(|s| s as i32)
+        .unwrap_or(0)
 }
 
 impl TryFrom<cri::ContainerConfig> for ContainerConfig {
@@ -242,11 +317,15 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
     // The deprecated profile strings are still honoured when the message form is unset.
     #[allow(deprecated)]
     fn try_from(config: cri::ContainerConfig) -> Result<Self> {
-        let metadata = config.metadata.ok_or_else(|| invalid("CreateContainer: config.metadata is required"))?;
+        let metadata = config
+            .metadata
+            .ok_or_else(|| invalid("CreateContainer: config.metadata is required"))?;
         if metadata.name.is_empty() {
             return Err(invalid("CreateContainer: metadata.name must not be empty"));
         }
-        let image = config.image.ok_or_else(|| invalid("CreateContainer: config.image is required"))?;
+        let image = config
+            .image
+            .ok_or_else(|| invalid("CreateContainer: config.image is required"))?;
         if image.image.is_empty() {
             return Err(invalid("CreateContainer: image.image must not be empty"));
         }
@@ -259,7 +338,10 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
         let mut mounts = Vec::new();
         for m in config.mounts {
             if m.container_path.is_empty() || !m.container_path.starts_with('/') {
-                return Err(invalid(format!("CreateContainer: mount container_path {:?} must be absolute", m.container_path)));
+                return Err(invalid(format!(
+                    "CreateContainer: mount container_path {:?} must be absolute",
+                    m.container_path
+                )));
             }
             if m.image.is_some() && m.host_path.is_empty() {
                 return Err(Error::Unimplemented(format!(
@@ -268,7 +350,10 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                 )));
             }
             if !m.host_path.starts_with('/') {
-                return Err(invalid(format!("CreateContainer: mount host_path {:?} must be absolute", m.host_path)));
+                return Err(invalid(format!(
+                    "CreateContainer: mount host_path {:?} must be absolute",
+                    m.host_path
+                )));
             }
             if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
                 return Err(Error::Unimplemented(format!(
@@ -286,7 +371,9 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
             });
         }
         if !config.cdi_devices.is_empty() {
-            return Err(Error::Unimplemented("CreateContainer: CDI devices are not supported yet".into()));
+            return Err(Error::Unimplemented(
+                "CreateContainer: CDI devices are not supported yet".into(),
+            ));
         }
         let linux = config.linux.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
@@ -313,18 +400,33 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
             apparmor: profile("apparmor", sc.apparmor, &apparmor_legacy)?,
         };
         Ok(ContainerConfig {
-            metadata: ContainerMetadata { name: metadata.name, attempt: metadata.attempt },
-            user_specified_image: if image.user_specified_image.is_empty() { image.image.clone() } else { image.user_specified_image },
+            metadata: ContainerMetadata {
+                name: metadata.name,
+                attempt: metadata.attempt,
+            },
+            user_specified_image: if image.user_specified_image.is_empty() {
+                image.image.clone()
+            } else {
+                image.user_specified_image
+            },
             image: image.image,
             command: config.command,
             args: config.args,
             working_dir: config.working_dir,
-            envs: config.envs.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            envs: config
+                .envs
+                .into_iter()
+                .map(|kv| (kv.key, kv.value))
+                .collect(),
             mounts,
             devices: config
                 .devices
                 .into_iter()
-                .map(|d| Device { container_path: d.container_path, host_path: d.host_path, permissions: d.permissions })
+                .map(|d| Device {
+                    container_path: d.container_path,
+                    host_path: d.host_path,
+                    permissions: d.permissions,
+                })
                 .collect(),
             labels: labels(config.labels),
             annotations: labels(config.annotations),

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use cri_api::v1 as cri;
-use runtime_backends::ImageRecord;
+use runtime_backends::{
+    BackendError, ImageRecord, PullImage, RegistryCredentials, RegistrySettings,
+};
 
 use crate::error::{Error, Result};
 use crate::runtime::{now_nanos, Crius};
@@ -15,7 +17,9 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     if reference.is_empty() {
         return Err("empty image reference".into());
     }
-    if reference.starts_with("sha256:") || (reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if reference.starts_with("sha256:")
+        || (reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return Ok(reference.to_string());
     }
     if reference.contains(char::is_whitespace) {
@@ -23,7 +27,10 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     }
     let (name, digest) = match reference.split_once('@') {
         Some((n, d)) => {
-            if !d.starts_with("sha256:") || d.len() != 71 || !d[7..].bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !d.starts_with("sha256:")
+                || d.len() != 71
+                || !d[7..].bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Err(format!("invalid digest {d:?}"));
             }
             (n, Some(d))
@@ -35,7 +42,9 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
         None => (name, None),
     };
     let full = match rest {
-        Some(_) if first.contains('.') || first.contains(':') || first == "localhost" => name.to_string(),
+        Some(_) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            name.to_string()
+        }
         Some(_) => format!("docker.io/{name}"),
         None => format!("docker.io/library/{name}"),
     };
@@ -45,7 +54,9 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     }
     let repo_part = full.rsplit_once('/').map(|(_, l)| l).unwrap_or(&full);
     if repo_part.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("invalid reference {reference:?}: repository names must be lowercase"));
+        return Err(format!(
+            "invalid reference {reference:?}: repository names must be lowercase"
+        ));
     }
     Ok(match digest {
         Some(d) => format!("{full}@{d}"),
@@ -54,16 +65,23 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     })
 }
 
-fn lookup(crius: &Crius, spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<Option<Arc<ImageRecord>>> {
+fn lookup(
+    crius: &Crius,
+    spec: Option<&cri::ImageSpec>,
+    rpc: &str,
+) -> Result<Option<Arc<ImageRecord>>> {
     let image = spec.map(|s| s.image.as_str()).unwrap_or_default();
     if image.is_empty() {
-        return Err(Error::InvalidArgument(format!("{rpc}: image.image must not be empty")));
+        return Err(Error::InvalidArgument(format!(
+            "{rpc}: image.image must not be empty"
+        )));
     }
     let index = crius.store.images.load();
     if let Some(found) = index.find(image) {
         return Ok(Some(found));
     }
-    let normalized = normalize_reference(image).map_err(|e| Error::InvalidArgument(format!("{rpc}: {e}")))?;
+    let normalized =
+        normalize_reference(image).map_err(|e| Error::InvalidArgument(format!("{rpc}: {e}")))?;
     Ok(index.find(&normalized))
 }
 
@@ -75,7 +93,12 @@ fn to_cri(crius: &Crius, image: &ImageRecord) -> cri::Image {
         Err(_) if user.is_empty() => (None, String::new()),
         Err(_) => (None, user.to_string()),
     };
-    let pinned = crius.store.images.load().find(&crius.pause_image).is_some_and(|p| p.id == image.id);
+    let pinned = crius
+        .store
+        .images
+        .load()
+        .find(&crius.pause_image)
+        .is_some_and(|p| p.id == image.id);
     cri::Image {
         id: image.id.clone(),
         repo_tags: image.repo_tags.clone(),
@@ -83,17 +106,26 @@ fn to_cri(crius: &Crius, image: &ImageRecord) -> cri::Image {
         size: image.size,
         uid,
         username,
-        spec: Some(cri::ImageSpec { image: image.id.clone(), ..Default::default() }),
+        spec: Some(cri::ImageSpec {
+            image: image.id.clone(),
+            ..Default::default()
+        }),
         pinned,
     }
 }
 
 pub fn list(crius: &Crius, request: cri::ListImagesRequest) -> Result<cri::ListImagesResponse> {
-    let wanted = request.filter.and_then(|f| f.image).map(|s| s.image).filter(|s| !s.is_empty());
+    let wanted = request
+        .filter
+        .and_then(|f| f.image)
+        .map(|s| s.image)
+        .filter(|s| !s.is_empty());
     let index = crius.store.images.load();
     let images = match wanted {
         Some(name) => {
-            let found = index.find(&name).or_else(|| normalize_reference(&name).ok().and_then(|n| index.find(&n)));
+            let found = index
+                .find(&name)
+                .or_else(|| normalize_reference(&name).ok().and_then(|n| index.find(&n)));
             found.iter().map(|i| to_cri(crius, i)).collect()
         }
         None => index.images.iter().map(|i| to_cri(crius, i)).collect(),
@@ -104,11 +136,15 @@ pub fn list(crius: &Crius, request: cri::ListImagesRequest) -> Result<cri::ListI
 pub fn status(crius: &Crius, request: cri::ImageStatusRequest) -> Result<cri::ImageStatusResponse> {
     // CRI: an image that is not present is answered with an empty image, not an error.
     let Some(image) = lookup(crius, request.image.as_ref(), "ImageStatus")? else {
-        return Ok(cri::ImageStatusResponse { image: None, info: Default::default() });
+        return Ok(cri::ImageStatusResponse {
+            image: None,
+            info: Default::default(),
+        });
     };
     let mut info = std::collections::HashMap::new();
     if request.verbose {
-        let spec: serde_json::Value = serde_json::from_str(&image.config.raw).unwrap_or(serde_json::Value::Null);
+        let spec: serde_json::Value =
+            serde_json::from_str(&image.config.raw).unwrap_or(serde_json::Value::Null);
         let verbose = serde_json::json!({
             "chainID": image.chain_id,
             "manifestDigest": image.manifest_digest,
@@ -116,15 +152,26 @@ pub fn status(crius: &Crius, request: cri::ImageStatusRequest) -> Result<cri::Im
         });
         info.insert("info".to_string(), verbose.to_string());
     }
-    Ok(cri::ImageStatusResponse { image: Some(to_cri(crius, &image)), info })
+    Ok(cri::ImageStatusResponse {
+        image: Some(to_cri(crius, &image)),
+        info,
+    })
 }
 
-pub async fn remove(crius: &Crius, request: cri::RemoveImageRequest) -> Result<cri::RemoveImageResponse> {
+pub async fn remove(
+    crius: &Crius,
+    request: cri::RemoveImageRequest,
+) -> Result<cri::RemoveImageResponse> {
     // CRI: removing an image that is not present succeeds.
     let Some(image) = lookup(crius, request.image.as_ref(), "RemoveImage")? else {
         return Ok(cri::RemoveImageResponse {});
     };
-    let mut names: Vec<String> = image.repo_tags.iter().chain(&image.repo_digests).cloned().collect();
+    let mut names: Vec<String> = image
+        .repo_tags
+        .iter()
+        .chain(&image.repo_digests)
+        .cloned()
+        .collect();
     names.push(image.id.clone());
     for name in names {
         crius.backend.remove_image_name(&name).await?;
@@ -133,15 +180,109 @@ pub async fn remove(crius: &Crius, request: cri::RemoveImageRequest) -> Result<c
     Ok(cri::RemoveImageResponse {})
 }
 
+/// PullImage, answered as a gRPC status; credentials that are missing or rejected answer
+/// `UNAUTHENTICATED` (the registry's 401).
+pub async fn pull_rpc(
+    crius: &Crius,
+    request: cri::PullImageRequest,
+) -> std::result::Result<tonic::Response<cri::PullImageResponse>, tonic::Status> {
+    crate::instrument::call("PullImage", pull(crius, request)).await
+}
+
+fn registry_settings(config: &crate::config::RegistryConfig) -> RegistrySettings {
+    let credentials = |a: &crate::config::RegistryAuth| RegistryCredentials {
+        username: a.username.clone().unwrap_or_default(),
+        password: a.password.clone().unwrap_or_default(),
+        auth: a.auth.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    RegistrySettings {
+        mirrors: config.mirrors.clone(),
+        insecure: config.insecure.clone(),
+        auths: config
+            .auths
+            .iter()
+            .map(|(host, auth)| (host.clone(), credentials(auth)))
+            .collect(),
+        ca_files: config.ca.clone(),
+    }
+}
+
+/// Pull an image for this node's platform; the answer's `image_ref` is the image id
+/// (config digest), the same as `Image.id` in ListImages/ImageStatus.
+///
+/// Errors: `NotFound` (no such repository/tag/digest), `UNAUTHENTICATED` (credentials missing
+/// or rejected), `Unavailable` (registry unreachable), `DeadlineExceeded` (no progress for
+/// `image_pull_progress_timeout`), `InvalidArgument` (bad reference, a blob that does not
+/// match its digest), `FailedPrecondition` (unsupported media type, no manifest for the node).
+pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::PullImageResponse> {
+    let image = request
+        .image
+        .as_ref()
+        .map(|s| s.image.as_str())
+        .unwrap_or_default();
+    if image.is_empty() {
+        return Err(Error::InvalidArgument(
+            "PullImage: image.image must not be empty".into(),
+        ));
+    }
+    let reference = normalize_reference(image)
+        .map_err(|e| Error::InvalidArgument(format!("PullImage: {e}")))?;
+    if !reference.contains('/') {
+        return Err(Error::InvalidArgument(format!(
+            "PullImage: {image:?} is an image id; pull needs a repository reference"
+        )));
+    }
+    let credentials = request
+        .auth
+        .map(|a| RegistryCredentials {
+            username: a.username,
+            password: a.password,
+            auth: a.auth,
+            identity_token: a.identity_token,
+            registry_token: a.registry_token,
+        })
+        .filter(|c| !c.is_empty());
+    tracing::debug!(image = %reference, with_credentials = credentials.is_some(), "pulling image");
+    let pulled = crius
+        .backend
+        .pull_image(PullImage {
+            reference: reference.clone(),
+            credentials,
+            registry: registry_settings(&crius.config.registry),
+            progress_timeout: crius.config.image_pull_progress_timeout,
+        })
+        .await
+        .map_err(|e| match e {
+            BackendError::NotFound { id, .. } => Error::NotFound(format!(
+                "PullImage: image {reference:?} not found in the registry: {id}"
+            )),
+            other => Error::Backend(other),
+        })?;
+    crius.refresh_images().await?;
+    Ok(cri::PullImageResponse {
+        image_ref: pulled.id,
+    })
+}
+
 pub fn fs_info(crius: &Crius) -> Result<cri::ImageFsInfoResponse> {
     let usage = crius.image_fs.load();
     let fs = cri::FilesystemUsage {
         timestamp: now_nanos(),
-        fs_id: Some(cri::FilesystemIdentifier { mountpoint: usage.mountpoint.clone() }),
-        used_bytes: Some(cri::UInt64Value { value: usage.used_bytes }),
-        inodes_used: Some(cri::UInt64Value { value: usage.inodes_used }),
+        fs_id: Some(cri::FilesystemIdentifier {
+            mountpoint: usage.mountpoint.clone(),
+        }),
+        used_bytes: Some(cri::UInt64Value {
+            value: usage.used_bytes,
+        }),
+        inodes_used: Some(cri::UInt64Value {
+            value: usage.inodes_used,
+        }),
     };
-    Ok(cri::ImageFsInfoResponse { image_filesystems: vec![fs.clone()], container_filesystems: vec![fs] })
+    Ok(cri::ImageFsInfoResponse {
+        image_filesystems: vec![fs.clone()],
+        container_filesystems: vec![fs],
+    })
 }
 
 #[cfg(test)]
@@ -153,10 +294,19 @@ mod tests {
         assert_eq!(n("busybox").unwrap(), "docker.io/library/busybox:latest");
         assert_eq!(n("busybox:1").unwrap(), "docker.io/library/busybox:1");
         assert_eq!(n("user/app").unwrap(), "docker.io/user/app:latest");
-        assert_eq!(n("localhost/crius/busybox:1").unwrap(), "localhost/crius/busybox:1");
-        assert_eq!(n("127.0.0.1:5000/a/b").unwrap(), "127.0.0.1:5000/a/b:latest");
+        assert_eq!(
+            n("localhost/crius/busybox:1").unwrap(),
+            "localhost/crius/busybox:1"
+        );
+        assert_eq!(
+            n("127.0.0.1:5000/a/b").unwrap(),
+            "127.0.0.1:5000/a/b:latest"
+        );
         let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(n(&format!("busybox@{digest}")).unwrap(), format!("docker.io/library/busybox@{digest}"));
+        assert_eq!(
+            n(&format!("busybox@{digest}")).unwrap(),
+            format!("docker.io/library/busybox@{digest}")
+        );
         assert_eq!(n(&digest).unwrap(), digest);
         assert!(n("").is_err());
         assert!(n("busybox@sha256:xyz").is_err());

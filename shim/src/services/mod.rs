@@ -6,6 +6,7 @@ pub mod convert;
 pub mod image;
 pub mod runtime_info;
 pub mod sandbox;
+pub mod stats;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,127 +39,347 @@ impl RuntimeService for Cri {
     async fn version(&self, _r: Request<cri::VersionRequest>) -> Answer<cri::VersionResponse> {
         call("Version", async { Ok(runtime_info::version()) }).await
     }
-    async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Answer<cri::RunPodSandboxResponse> {
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<cri::RunPodSandboxRequest>,
+    ) -> Answer<cri::RunPodSandboxResponse> {
         call("RunPodSandbox", sandbox::run(&self.crius, r.into_inner())).await
     }
-    async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Answer<cri::StopPodSandboxResponse> {
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<cri::StopPodSandboxRequest>,
+    ) -> Answer<cri::StopPodSandboxResponse> {
         call("StopPodSandbox", sandbox::stop(&self.crius, r.into_inner())).await
     }
-    async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Answer<cri::RemovePodSandboxResponse> {
-        call("RemovePodSandbox", sandbox::remove(&self.crius, r.into_inner())).await
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<cri::RemovePodSandboxRequest>,
+    ) -> Answer<cri::RemovePodSandboxResponse> {
+        call(
+            "RemovePodSandbox",
+            sandbox::remove(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Answer<cri::PodSandboxStatusResponse> {
-        call("PodSandboxStatus", async { sandbox::status(&self.crius, r.into_inner()) }).await
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<cri::PodSandboxStatusRequest>,
+    ) -> Answer<cri::PodSandboxStatusResponse> {
+        call("PodSandboxStatus", async {
+            sandbox::status(&self.crius, r.into_inner())
+        })
+        .await
     }
-    async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Answer<cri::ListPodSandboxResponse> {
-        call("ListPodSandbox", async { sandbox::list(&self.crius, r.into_inner()) }).await
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<cri::ListPodSandboxRequest>,
+    ) -> Answer<cri::ListPodSandboxResponse> {
+        call("ListPodSandbox", async {
+            sandbox::list(&self.crius, r.into_inner())
+        })
+        .await
     }
     type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
-    async fn stream_pod_sandboxes(&self, _r: Request<cri::StreamPodSandboxesRequest>) -> Answer<Self::StreamPodSandboxesStream> {
-        call("StreamPodSandboxes", async { Err(not_yet("StreamPodSandboxes", "kubelet uses ListPodSandbox")) }).await
+    async fn stream_pod_sandboxes(
+        &self,
+        _r: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Answer<Self::StreamPodSandboxesStream> {
+        call("StreamPodSandboxes", async {
+            Err(not_yet("StreamPodSandboxes", "kubelet uses ListPodSandbox"))
+        })
+        .await
     }
-    async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Answer<cri::CreateContainerResponse> {
-        call("CreateContainer", container::create(&self.crius, r.into_inner())).await
+    async fn create_container(
+        &self,
+        r: Request<cri::CreateContainerRequest>,
+    ) -> Answer<cri::CreateContainerResponse> {
+        call(
+            "CreateContainer",
+            container::create(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Answer<cri::StartContainerResponse> {
-        call("StartContainer", container::start(&self.crius, r.into_inner())).await
+    async fn start_container(
+        &self,
+        r: Request<cri::StartContainerRequest>,
+    ) -> Answer<cri::StartContainerResponse> {
+        call(
+            "StartContainer",
+            container::start(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Answer<cri::StopContainerResponse> {
-        call("StopContainer", container::stop(&self.crius, r.into_inner())).await
+    async fn stop_container(
+        &self,
+        r: Request<cri::StopContainerRequest>,
+    ) -> Answer<cri::StopContainerResponse> {
+        call(
+            "StopContainer",
+            container::stop(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Answer<cri::RemoveContainerResponse> {
-        call("RemoveContainer", container::remove(&self.crius, r.into_inner())).await
+    async fn remove_container(
+        &self,
+        r: Request<cri::RemoveContainerRequest>,
+    ) -> Answer<cri::RemoveContainerResponse> {
+        call(
+            "RemoveContainer",
+            container::remove(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Answer<cri::ListContainersResponse> {
-        call("ListContainers", async { container::list(&self.crius, r.into_inner()) }).await
+    async fn list_containers(
+        &self,
+        r: Request<cri::ListContainersRequest>,
+    ) -> Answer<cri::ListContainersResponse> {
+        call("ListContainers", async {
+            container::list(&self.crius, r.into_inner())
+        })
+        .await
     }
     type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
-    async fn stream_containers(&self, _r: Request<cri::StreamContainersRequest>) -> Answer<Self::StreamContainersStream> {
-        call("StreamContainers", async { Err(not_yet("StreamContainers", "kubelet uses ListContainers")) }).await
+    async fn stream_containers(
+        &self,
+        _r: Request<cri::StreamContainersRequest>,
+    ) -> Answer<Self::StreamContainersStream> {
+        call("StreamContainers", async {
+            Err(not_yet("StreamContainers", "kubelet uses ListContainers"))
+        })
+        .await
     }
-    async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Answer<cri::ContainerStatusResponse> {
-        call("ContainerStatus", async { container::status(&self.crius, r.into_inner()) }).await
+    async fn container_status(
+        &self,
+        r: Request<cri::ContainerStatusRequest>,
+    ) -> Answer<cri::ContainerStatusResponse> {
+        call("ContainerStatus", async {
+            container::status(&self.crius, r.into_inner())
+        })
+        .await
     }
     async fn update_container_resources(
         &self,
         r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Answer<cri::UpdateContainerResourcesResponse> {
-        call("UpdateContainerResources", container::update_resources(&self.crius, r.into_inner())).await
+        call(
+            "UpdateContainerResources",
+            container::update_resources(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Answer<cri::ReopenContainerLogResponse> {
-        call("ReopenContainerLog", container::reopen_log(&self.crius, r.into_inner())).await
+    async fn reopen_container_log(
+        &self,
+        r: Request<cri::ReopenContainerLogRequest>,
+    ) -> Answer<cri::ReopenContainerLogResponse> {
+        call(
+            "ReopenContainerLog",
+            container::reopen_log(&self.crius, r.into_inner()),
+        )
+        .await
     }
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Answer<cri::ExecSyncResponse> {
-        call("ExecSync", container::exec_sync(&self.crius, r.into_inner())).await
+        call(
+            "ExecSync",
+            container::exec_sync(&self.crius, r.into_inner()),
+        )
+        .await
     }
     async fn exec(&self, _r: Request<cri::ExecRequest>) -> Answer<cri::ExecResponse> {
-        call("Exec", async { Err(not_yet("Exec", "streaming lands with the streaming issue")) }).await
+        call("Exec", async {
+            Err(not_yet("Exec", "streaming lands with the streaming issue"))
+        })
+        .await
     }
     async fn attach(&self, _r: Request<cri::AttachRequest>) -> Answer<cri::AttachResponse> {
-        call("Attach", async { Err(not_yet("Attach", "streaming lands with the streaming issue")) }).await
+        call("Attach", async {
+            Err(not_yet(
+                "Attach",
+                "streaming lands with the streaming issue",
+            ))
+        })
+        .await
     }
-    async fn port_forward(&self, _r: Request<cri::PortForwardRequest>) -> Answer<cri::PortForwardResponse> {
-        call("PortForward", async { Err(not_yet("PortForward", "streaming lands with the streaming issue")) }).await
+    async fn port_forward(
+        &self,
+        _r: Request<cri::PortForwardRequest>,
+    ) -> Answer<cri::PortForwardResponse> {
+        call("PortForward", async {
+            Err(not_yet(
+                "PortForward",
+                "streaming lands with the streaming issue",
+            ))
+        })
+        .await
     }
-    async fn container_stats(&self, _r: Request<cri::ContainerStatsRequest>) -> Answer<cri::ContainerStatsResponse> {
-        call("ContainerStats", async { Err(not_yet("ContainerStats", "stats land with the stats issue")) }).await
+    async fn container_stats(
+        &self,
+        r: Request<cri::ContainerStatsRequest>,
+    ) -> Answer<cri::ContainerStatsResponse> {
+        call(
+            "ContainerStats",
+            stats::container(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn list_container_stats(&self, _r: Request<cri::ListContainerStatsRequest>) -> Answer<cri::ListContainerStatsResponse> {
-        call("ListContainerStats", async { Err(not_yet("ListContainerStats", "stats land with the stats issue")) }).await
+    async fn list_container_stats(
+        &self,
+        r: Request<cri::ListContainerStatsRequest>,
+    ) -> Answer<cri::ListContainerStatsResponse> {
+        call(
+            "ListContainerStats",
+            stats::list_containers(&self.crius, r.into_inner()),
+        )
+        .await
     }
     type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
-    async fn stream_container_stats(&self, _r: Request<cri::StreamContainerStatsRequest>) -> Answer<Self::StreamContainerStatsStream> {
-        call("StreamContainerStats", async { Err(not_yet("StreamContainerStats", "stats land with the stats issue")) }).await
+    async fn stream_container_stats(
+        &self,
+        _r: Request<cri::StreamContainerStatsRequest>,
+    ) -> Answer<Self::StreamContainerStatsStream> {
+        call("StreamContainerStats", async {
+            Err(not_yet(
+                "StreamContainerStats",
+                "stats land with the stats issue",
+            ))
+        })
+        .await
     }
-    async fn pod_sandbox_stats(&self, _r: Request<cri::PodSandboxStatsRequest>) -> Answer<cri::PodSandboxStatsResponse> {
-        call("PodSandboxStats", async { Err(not_yet("PodSandboxStats", "stats land with the stats issue")) }).await
+    async fn pod_sandbox_stats(
+        &self,
+        r: Request<cri::PodSandboxStatsRequest>,
+    ) -> Answer<cri::PodSandboxStatsResponse> {
+        call(
+            "PodSandboxStats",
+            stats::sandbox(&self.crius, r.into_inner()),
+        )
+        .await
     }
-    async fn list_pod_sandbox_stats(&self, _r: Request<cri::ListPodSandboxStatsRequest>) -> Answer<cri::ListPodSandboxStatsResponse> {
-        call("ListPodSandboxStats", async { Err(not_yet("ListPodSandboxStats", "stats land with the stats issue")) }).await
+    async fn list_pod_sandbox_stats(
+        &self,
+        r: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Answer<cri::ListPodSandboxStatsResponse> {
+        call(
+            "ListPodSandboxStats",
+            stats::list_sandboxes(&self.crius, r.into_inner()),
+        )
+        .await
     }
     type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
-    async fn stream_pod_sandbox_stats(&self, _r: Request<cri::StreamPodSandboxStatsRequest>) -> Answer<Self::StreamPodSandboxStatsStream> {
-        call("StreamPodSandboxStats", async { Err(not_yet("StreamPodSandboxStats", "stats land with the stats issue")) }).await
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _r: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Answer<Self::StreamPodSandboxStatsStream> {
+        call("StreamPodSandboxStats", async {
+            Err(not_yet(
+                "StreamPodSandboxStats",
+                "stats land with the stats issue",
+            ))
+        })
+        .await
     }
-    async fn update_runtime_config(&self, r: Request<cri::UpdateRuntimeConfigRequest>) -> Answer<cri::UpdateRuntimeConfigResponse> {
+    async fn update_runtime_config(
+        &self,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Answer<cri::UpdateRuntimeConfigResponse> {
         call("UpdateRuntimeConfig", async {
-            // The pod CIDR only matters to CNI config templates, which land with CNI; until then
-            // it is logged and accepted, as containerd does without a template.
-            let cidr = r.into_inner().runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr);
+            // The pod CIDR feeds `cni_conf_template` when one is configured and the
+            // `ipRanges` capability; without a template it is kept and accepted.
+            let cidr = r
+                .into_inner()
+                .runtime_config
+                .and_then(|c| c.network_config)
+                .map(|n| n.pod_cidr);
             tracing::info!(pod_cidr = ?cidr, "UpdateRuntimeConfig");
+            if let Some(cidr) = cidr {
+                self.crius.network.set_pod_cidr(&cidr)?;
+            }
             Ok(cri::UpdateRuntimeConfigResponse {})
         })
         .await
     }
     async fn status(&self, r: Request<cri::StatusRequest>) -> Answer<cri::StatusResponse> {
-        call("Status", async { runtime_info::status(&self.crius, r.into_inner()) }).await
+        call("Status", async {
+            runtime_info::status(&self.crius, r.into_inner())
+        })
+        .await
     }
-    async fn checkpoint_container(&self, _r: Request<cri::CheckpointContainerRequest>) -> Answer<cri::CheckpointContainerResponse> {
-        call("CheckpointContainer", async { Err(not_yet("CheckpointContainer", "no checkpoint support")) }).await
+    async fn checkpoint_container(
+        &self,
+        _r: Request<cri::CheckpointContainerRequest>,
+    ) -> Answer<cri::CheckpointContainerResponse> {
+        call("CheckpointContainer", async {
+            Err(not_yet("CheckpointContainer", "no checkpoint support"))
+        })
+        .await
     }
     type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
-    async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Answer<Self::GetContainerEventsStream> {
-        call("GetContainerEvents", async { Err(not_yet("GetContainerEvents", "events land with the events issue")) }).await
+    async fn get_container_events(
+        &self,
+        _r: Request<cri::GetEventsRequest>,
+    ) -> Answer<Self::GetContainerEventsStream> {
+        call("GetContainerEvents", async {
+            Err(not_yet(
+                "GetContainerEvents",
+                "events land with the events issue",
+            ))
+        })
+        .await
     }
-    async fn list_metric_descriptors(&self, _r: Request<cri::ListMetricDescriptorsRequest>) -> Answer<cri::ListMetricDescriptorsResponse> {
-        call("ListMetricDescriptors", async { Err(not_yet("ListMetricDescriptors", "stats land with the stats issue")) }).await
+    async fn list_metric_descriptors(
+        &self,
+        _r: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Answer<cri::ListMetricDescriptorsResponse> {
+        call("ListMetricDescriptors", async {
+            Err(not_yet(
+                "ListMetricDescriptors",
+                "stats land with the stats issue",
+            ))
+        })
+        .await
     }
-    async fn list_pod_sandbox_metrics(&self, _r: Request<cri::ListPodSandboxMetricsRequest>) -> Answer<cri::ListPodSandboxMetricsResponse> {
-        call("ListPodSandboxMetrics", async { Err(not_yet("ListPodSandboxMetrics", "stats land with the stats issue")) }).await
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _r: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Answer<cri::ListPodSandboxMetricsResponse> {
+        call("ListPodSandboxMetrics", async {
+            Err(not_yet(
+                "ListPodSandboxMetrics",
+                "stats land with the stats issue",
+            ))
+        })
+        .await
     }
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
-    async fn stream_pod_sandbox_metrics(&self, _r: Request<cri::StreamPodSandboxMetricsRequest>) -> Answer<Self::StreamPodSandboxMetricsStream> {
-        call("StreamPodSandboxMetrics", async { Err(not_yet("StreamPodSandboxMetrics", "stats land with the stats issue")) }).await
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _r: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Answer<Self::StreamPodSandboxMetricsStream> {
+        call("StreamPodSandboxMetrics", async {
+            Err(not_yet(
+                "StreamPodSandboxMetrics",
+                "stats land with the stats issue",
+            ))
+        })
+        .await
     }
-    async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> Answer<cri::RuntimeConfigResponse> {
-        call("RuntimeConfig", async { Ok(runtime_info::runtime_config(&self.crius)) }).await
+    async fn runtime_config(
+        &self,
+        _r: Request<cri::RuntimeConfigRequest>,
+    ) -> Answer<cri::RuntimeConfigResponse> {
+        call("RuntimeConfig", async {
+            Ok(runtime_info::runtime_config(&self.crius))
+        })
+        .await
     }
     async fn update_pod_sandbox_resources(
         &self,
         _r: Request<cri::UpdatePodSandboxResourcesRequest>,
     ) -> Answer<cri::UpdatePodSandboxResourcesResponse> {
         call("UpdatePodSandboxResources", async {
-            Err(not_yet("UpdatePodSandboxResources", "in-place pod resize is not supported"))
+            Err(not_yet(
+                "UpdatePodSandboxResources",
+                "in-place pod resize is not supported",
+            ))
         })
         .await
     }
@@ -166,23 +387,50 @@ impl RuntimeService for Cri {
 
 #[tonic::async_trait]
 impl ImageService for Cri {
-    async fn list_images(&self, r: Request<cri::ListImagesRequest>) -> Answer<cri::ListImagesResponse> {
-        call("ListImages", async { image::list(&self.crius, r.into_inner()) }).await
+    async fn list_images(
+        &self,
+        r: Request<cri::ListImagesRequest>,
+    ) -> Answer<cri::ListImagesResponse> {
+        call("ListImages", async {
+            image::list(&self.crius, r.into_inner())
+        })
+        .await
     }
     type StreamImagesStream = BoxStream<cri::StreamImagesResponse>;
-    async fn stream_images(&self, _r: Request<cri::StreamImagesRequest>) -> Answer<Self::StreamImagesStream> {
-        call("StreamImages", async { Err(not_yet("StreamImages", "kubelet uses ListImages")) }).await
+    async fn stream_images(
+        &self,
+        _r: Request<cri::StreamImagesRequest>,
+    ) -> Answer<Self::StreamImagesStream> {
+        call("StreamImages", async {
+            Err(not_yet("StreamImages", "kubelet uses ListImages"))
+        })
+        .await
     }
-    async fn image_status(&self, r: Request<cri::ImageStatusRequest>) -> Answer<cri::ImageStatusResponse> {
-        call("ImageStatus", async { image::status(&self.crius, r.into_inner()) }).await
+    async fn image_status(
+        &self,
+        r: Request<cri::ImageStatusRequest>,
+    ) -> Answer<cri::ImageStatusResponse> {
+        call("ImageStatus", async {
+            image::status(&self.crius, r.into_inner())
+        })
+        .await
     }
-    async fn pull_image(&self, _r: Request<cri::PullImageRequest>) -> Answer<cri::PullImageResponse> {
-        call("PullImage", async { Err(not_yet("PullImage", "registry pulls land with the image-service issue")) }).await
+    async fn pull_image(
+        &self,
+        r: Request<cri::PullImageRequest>,
+    ) -> Answer<cri::PullImageResponse> {
+        image::pull_rpc(&self.crius, r.into_inner()).await
     }
-    async fn remove_image(&self, r: Request<cri::RemoveImageRequest>) -> Answer<cri::RemoveImageResponse> {
+    async fn remove_image(
+        &self,
+        r: Request<cri::RemoveImageRequest>,
+    ) -> Answer<cri::RemoveImageResponse> {
         call("RemoveImage", image::remove(&self.crius, r.into_inner())).await
     }
-    async fn image_fs_info(&self, _r: Request<cri::ImageFsInfoRequest>) -> Answer<cri::ImageFsInfoResponse> {
+    async fn image_fs_info(
+        &self,
+        _r: Request<cri::ImageFsInfoRequest>,
+    ) -> Answer<cri::ImageFsInfoResponse> {
         call("ImageFsInfo", async { image::fs_info(&self.crius) }).await
     }
 }

@@ -23,19 +23,23 @@ pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusR
     let runtime = cri::RuntimeCondition {
         r#type: "RuntimeReady".to_string(),
         status: backend_up,
-        reason: if backend_up { String::new() } else { "BackendUnavailable".to_string() },
+        reason: if backend_up {
+            String::new()
+        } else {
+            "BackendUnavailable".to_string()
+        },
         message: if backend_up {
             String::new()
         } else {
             format!("crius cannot reach {}", crius.backend.name())
         },
     };
-    // Pod networking (CNI) is not built yet: say so rather than pretend.
+    let readiness = crius.network.readiness();
     let network = cri::RuntimeCondition {
         r#type: "NetworkReady".to_string(),
-        status: false,
-        reason: "NetworkPluginNotReady".to_string(),
-        message: "crius: CNI networking is not available yet; pods get an isolated network namespace without interfaces".to_string(),
+        status: readiness.ready,
+        reason: readiness.reason,
+        message: readiness.message,
     };
     let mut info = std::collections::HashMap::new();
     if request.verbose {
@@ -45,22 +49,39 @@ pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusR
             "pauseImage": crius.pause_image,
             "root": crius.config.root,
             "state": crius.config.state,
+            "cni": crius.network.describe(),
         });
         info.insert("config".to_string(), config.to_string());
     }
     let handler = |name: &str| cri::RuntimeHandler {
         name: name.to_string(),
-        features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: false,
+            user_namespaces: false,
+        }),
     };
     Ok(cri::StatusResponse {
-        status: Some(cri::RuntimeStatus { conditions: vec![runtime, network] }),
+        status: Some(cri::RuntimeStatus {
+            conditions: vec![runtime, network],
+        }),
         info,
         runtime_handlers: vec![handler(""), handler("runc")],
-        features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true, user_namespaces_host_network: false }),
+        features: Some(cri::RuntimeFeatures {
+            supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
+        }),
     })
 }
 
 pub fn runtime_config(crius: &Crius) -> cri::RuntimeConfigResponse {
-    let driver = if crius.cgroups.is_systemd() { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
-    cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) }
+    let driver = if crius.cgroups.is_systemd() {
+        cri::CgroupDriver::Systemd
+    } else {
+        cri::CgroupDriver::Cgroupfs
+    };
+    cri::RuntimeConfigResponse {
+        linux: Some(cri::LinuxRuntimeConfiguration {
+            cgroup_driver: driver as i32,
+        }),
+    }
 }

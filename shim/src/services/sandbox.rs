@@ -12,24 +12,35 @@ use crate::store::{Sandbox, SandboxState};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::InvalidArgument(format!("{rpc}: pod_sandbox_id must not be empty")));
+        return Err(Error::InvalidArgument(format!(
+            "{rpc}: pod_sandbox_id must not be empty"
+        )));
     }
     Ok(())
 }
 
-pub async fn run(crius: &Arc<Crius>, request: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse> {
+pub async fn run(
+    crius: &Arc<Crius>,
+    request: cri::RunPodSandboxRequest,
+) -> Result<cri::RunPodSandboxResponse> {
     let config = SandboxConfig::try_from(request)?;
     let id = crius.run_sandbox(config).await?;
     Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
 }
 
-pub async fn stop(crius: &Crius, request: cri::StopPodSandboxRequest) -> Result<cri::StopPodSandboxResponse> {
+pub async fn stop(
+    crius: &Crius,
+    request: cri::StopPodSandboxRequest,
+) -> Result<cri::StopPodSandboxResponse> {
     require_id(&request.pod_sandbox_id, "StopPodSandbox")?;
     crius.stop_sandbox(&request.pod_sandbox_id).await?;
     Ok(cri::StopPodSandboxResponse {})
 }
 
-pub async fn remove(crius: &Crius, request: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse> {
+pub async fn remove(
+    crius: &Crius,
+    request: cri::RemovePodSandboxRequest,
+) -> Result<cri::RemovePodSandboxResponse> {
     require_id(&request.pod_sandbox_id, "RemovePodSandbox")?;
     crius.remove_sandbox(&request.pod_sandbox_id).await?;
     Ok(cri::RemovePodSandboxResponse {})
@@ -44,7 +55,12 @@ fn state(sandbox: &Sandbox) -> i32 {
 
 fn metadata(config: &SandboxConfig) -> cri::PodSandboxMetadata {
     let m = &config.metadata;
-    cri::PodSandboxMetadata { name: m.name.clone(), uid: m.uid.clone(), namespace: m.namespace.clone(), attempt: m.attempt }
+    cri::PodSandboxMetadata {
+        name: m.name.clone(),
+        uid: m.uid.clone(),
+        namespace: m.namespace.clone(),
+        attempt: m.attempt,
+    }
 }
 
 pub fn status_of(sandbox: &Sandbox) -> cri::PodSandboxStatus {
@@ -57,15 +73,24 @@ pub fn status_of(sandbox: &Sandbox) -> cri::PodSandboxStatus {
         created_at: meta.created_at,
         // CRI: a stopped sandbox reports no IP.
         network: Some(cri::PodSandboxNetworkStatus {
-            ip: if ready { meta.ip.clone() } else { String::new() },
+            ip: if ready {
+                meta.ip.clone()
+            } else {
+                String::new()
+            },
             additional_ips: if ready {
-                meta.additional_ips.iter().map(|ip| cri::PodIp { ip: ip.clone() }).collect()
+                meta.additional_ips
+                    .iter()
+                    .map(|ip| cri::PodIp { ip: ip.clone() })
+                    .collect()
             } else {
                 Vec::new()
             },
         }),
         linux: Some(cri::LinuxPodSandboxStatus {
-            namespaces: Some(cri::Namespace { options: Some(namespaces_to_cri(&meta.config.security.namespaces)) }),
+            namespaces: Some(cri::Namespace {
+                options: Some(namespaces_to_cri(&meta.config.security.namespaces)),
+            }),
         }),
         labels: to_map(&meta.config.labels),
         annotations: to_map(&meta.config.annotations),
@@ -73,7 +98,10 @@ pub fn status_of(sandbox: &Sandbox) -> cri::PodSandboxStatus {
     }
 }
 
-pub fn status(crius: &Crius, request: cri::PodSandboxStatusRequest) -> Result<cri::PodSandboxStatusResponse> {
+pub fn status(
+    crius: &Crius,
+    request: cri::PodSandboxStatusRequest,
+) -> Result<cri::PodSandboxStatusResponse> {
     require_id(&request.pod_sandbox_id, "PodSandboxStatus")?;
     let sandbox = crius.sandbox(&request.pod_sandbox_id)?;
     let mut info = std::collections::HashMap::new();
@@ -96,7 +124,10 @@ pub fn status(crius: &Crius, request: cri::PodSandboxStatusRequest) -> Result<cr
     })
 }
 
-pub fn list(crius: &Crius, request: cri::ListPodSandboxRequest) -> Result<cri::ListPodSandboxResponse> {
+pub fn list(
+    crius: &Crius,
+    request: cri::ListPodSandboxRequest,
+) -> Result<cri::ListPodSandboxResponse> {
     let filter = request.filter.unwrap_or_default();
     let snapshot = crius.store.sandboxes.snapshot();
     let mut items: Vec<cri::PodSandbox> = Vec::with_capacity(snapshot.len());

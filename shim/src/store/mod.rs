@@ -28,7 +28,10 @@ pub struct Table<T> {
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self { map: ArcSwap::from_pointee(HashMap::new()), write: Mutex::new(()) }
+        Self {
+            map: ArcSwap::from_pointee(HashMap::new()),
+            write: Mutex::new(()),
+        }
     }
 }
 
@@ -121,7 +124,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(meta: SandboxMeta, status: SandboxStatus) -> Self {
-        Self { meta, status: ArcSwap::from_pointee(status), op: tokio::sync::Mutex::new(()) }
+        Self {
+            meta,
+            status: ArcSwap::from_pointee(status),
+            op: tokio::sync::Mutex::new(()),
+        }
     }
     pub fn status(&self) -> Arc<SandboxStatus> {
         self.status.load_full()
@@ -248,7 +255,10 @@ impl ImageIndex {
         }
         let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
         if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut found = self.images.iter().filter(|i| i.id.trim_start_matches("sha256:").starts_with(hex));
+            let mut found = self
+                .images
+                .iter()
+                .filter(|i| i.id.trim_start_matches("sha256:").starts_with(hex));
             if let (Some(image), None) = (found.next(), found.next()) {
                 return Some(image.clone());
             }
@@ -277,7 +287,10 @@ mod tests {
         table.insert("abcxyz".into(), Arc::new(2));
         assert_eq!(table.get("abcdef").as_deref(), Some(&1));
         assert_eq!(table.get("abcd").as_deref(), Some(&1));
-        assert!(table.get("abc").is_none(), "ambiguous prefix must not match");
+        assert!(
+            table.get("abc").is_none(),
+            "ambiguous prefix must not match"
+        );
         assert!(table.get("").is_none());
         assert!(table.remove("abcdef").is_some());
         assert!(table.remove("abcdef").is_none());

@@ -45,7 +45,10 @@ impl NameRegistry {
             ))),
             _ => {
                 owners.insert(name.to_string(), id.to_string());
-                Ok(Reservation { name: name.to_string(), id: id.to_string() })
+                Ok(Reservation {
+                    name: name.to_string(),
+                    id: id.to_string(),
+                })
             }
         }
     }
@@ -59,7 +62,11 @@ impl NameRegistry {
     }
 
     pub fn owner(&self, name: &str) -> Option<String> {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Run a create for `name` detached from the caller, or join the one already running
@@ -79,7 +86,11 @@ impl NameRegistry {
                 None => {
                     let (id, work) = start()?;
                     let (tx, rx) = watch::channel(None);
-                    let flight = Arc::new(Flight { id, result: rx, delivered: AtomicBool::new(false) });
+                    let flight = Arc::new(Flight {
+                        id,
+                        result: rx,
+                        delivered: AtomicBool::new(false),
+                    });
                     flights.insert(name.to_string(), flight.clone());
                     tokio::spawn(async move {
                         let outcome = work.await.map_err(Arc::new);
@@ -139,7 +150,10 @@ mod tests {
     fn a_name_has_one_owner() {
         let names = NameRegistry::default();
         names.reserve("pod_ns_uid_0", "a").unwrap();
-        assert!(names.reserve("pod_ns_uid_0", "a").is_ok(), "same id may re-reserve");
+        assert!(
+            names.reserve("pod_ns_uid_0", "a").is_ok(),
+            "same id may re-reserve"
+        );
         let err = names.reserve("pod_ns_uid_0", "b").unwrap_err();
         assert!(matches!(err, Error::AlreadyExists(_)));
         names.release("pod_ns_uid_0", "b");
@@ -167,7 +181,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // kubelet's deadline passes: the first caller goes away, the work goes on.
         first.abort();
-        let retry = names.create_once("n", || Err(Error::Internal("must join, not start".into()))).await;
+        let retry = names
+            .create_once(
+                "n",
+                || -> Result<(String, std::future::Ready<Result<String>>)> {
+                    Err(Error::Internal("must join, not start".into()))
+                },
+            )
+            .await;
         assert_eq!(retry.unwrap(), "id1");
     }
 }

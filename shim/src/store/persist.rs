@@ -32,8 +32,10 @@ impl StateDir {
     pub fn write<T: Serialize>(&self, kind: &str, id: &str, value: &T) -> Result<()> {
         let path = self.file(kind, id);
         let dir = self.root.join(kind);
-        fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("creating {}", dir.display()), e))?;
-        let data = serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding {kind} {id}"), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("creating {}", dir.display()), e))?;
+        let data = serde_json::to_vec(value)
+            .map_err(|e| Error::internal(format!("encoding {kind} {id}"), e))?;
         let tmp = dir.join(format!(".{id}.json.tmp"));
         let write = || -> std::io::Result<()> {
             let mut file = File::create(&tmp)?;
@@ -55,19 +57,30 @@ impl StateDir {
 
     /// Every record of a kind. Unreadable records are reported and skipped, never fatal.
     pub fn read_all<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
-        let Ok(entries) = fs::read_dir(self.root.join(kind)) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(self.root.join(kind)) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if name.starts_with('.') {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some(id) = name.strip_suffix(".json") else { continue };
-            match fs::read(&path).map_err(|e| e.to_string()).and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string())) {
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+            {
                 Ok(value) => out.push((id.to_string(), value)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable state record"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable state record")
+                }
             }
         }
         out
