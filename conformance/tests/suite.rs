@@ -100,6 +100,24 @@ async fn crius_passes_every_case_the_reference_passes() -> Result<()> {
         "{} cases\nreference (containerd 1.6 built-in CRI): {rp} passed, {rf} failed, {rs} skipped\ncrius on containerd:                     {cp} passed, {cf} failed, {cs} skipped\n",
         crius_results.len()
     );
+    // Where the two differ, say so with the reasons, so a skip is never silent.
+    let mut lines = lines;
+    for (name, status) in &crius_results {
+        let theirs = reference_results.get(name);
+        match (status, theirs) {
+            (runner::Status::Skipped(why), Some(runner::Status::Passed)) => {
+                lines.push_str(&format!(
+                    "  skipped on crius, passed on the reference: {name} ({why})\n"
+                ));
+            }
+            (runner::Status::Passed, Some(runner::Status::Skipped(why))) => {
+                lines.push_str(&format!(
+                    "  passed on crius, skipped on the reference: {name} ({why})\n"
+                ));
+            }
+            _ => {}
+        }
+    }
     print!("{lines}");
     let summary = conformance::harness::util::workspace_root().join("target/ci");
     if std::fs::create_dir_all(&summary).is_ok() {

@@ -24,6 +24,28 @@ use crate::runtime::Crius;
 type Answer<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Items per message of the Stream* list calls: small enough that a full node never meets a
+/// message-size limit, large enough that a list costs few messages.
+const STREAM_CHUNK: usize = 256;
+
+/// A Stream* answer: the List answer cut into messages of at most [`STREAM_CHUNK`] items.
+/// An empty list is one empty message, so a client always sees an answer.
+fn chunked<T: Send + 'static, R: Send + 'static>(
+    mut items: Vec<T>,
+    wrap: impl Fn(Vec<T>) -> R,
+) -> BoxStream<R> {
+    let mut messages = Vec::with_capacity(items.len() / STREAM_CHUNK + 1);
+    loop {
+        let rest = items.split_off(items.len().min(STREAM_CHUNK));
+        messages.push(Ok(wrap(items)));
+        if rest.is_empty() {
+            break;
+        }
+        items = rest;
+    }
+    Box::pin(tokio_stream::iter(messages))
+}
+
 /// Both CRI services over one core.
 #[derive(Clone)]
 pub struct Cri {
@@ -82,10 +104,14 @@ impl RuntimeService for Cri {
     type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
     async fn stream_pod_sandboxes(
         &self,
-        _r: Request<cri::StreamPodSandboxesRequest>,
+        r: Request<cri::StreamPodSandboxesRequest>,
     ) -> Answer<Self::StreamPodSandboxesStream> {
         call("StreamPodSandboxes", async {
-            Err(not_yet("StreamPodSandboxes", "kubelet uses ListPodSandbox"))
+            let filter = r.into_inner().filter;
+            let list = sandbox::list(&self.crius, cri::ListPodSandboxRequest { filter })?;
+            Ok(chunked(list.items, |pod_sandboxes| {
+                cri::StreamPodSandboxesResponse { pod_sandboxes }
+            }))
         })
         .await
     }
@@ -141,10 +167,14 @@ impl RuntimeService for Cri {
     type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
     async fn stream_containers(
         &self,
-        _r: Request<cri::StreamContainersRequest>,
+        r: Request<cri::StreamContainersRequest>,
     ) -> Answer<Self::StreamContainersStream> {
         call("StreamContainers", async {
-            Err(not_yet("StreamContainers", "kubelet uses ListContainers"))
+            let filter = r.into_inner().filter;
+            let list = container::list(&self.crius, cri::ListContainersRequest { filter })?;
+            Ok(chunked(list.containers, |containers| {
+                cri::StreamContainersResponse { containers }
+            }))
         })
         .await
     }
@@ -234,13 +264,16 @@ impl RuntimeService for Cri {
     type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
     async fn stream_container_stats(
         &self,
-        _r: Request<cri::StreamContainerStatsRequest>,
+        r: Request<cri::StreamContainerStatsRequest>,
     ) -> Answer<Self::StreamContainerStatsStream> {
         call("StreamContainerStats", async {
-            Err(not_yet(
-                "StreamContainerStats",
-                "stats land with the stats issue",
-            ))
+            let filter = r.into_inner().filter;
+            let list =
+                stats::list_containers(&self.crius, cri::ListContainerStatsRequest { filter })
+                    .await?;
+            Ok(chunked(list.stats, |container_stats| {
+                cri::StreamContainerStatsResponse { container_stats }
+            }))
         })
         .await
     }
@@ -267,13 +300,16 @@ impl RuntimeService for Cri {
     type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
     async fn stream_pod_sandbox_stats(
         &self,
-        _r: Request<cri::StreamPodSandboxStatsRequest>,
+        r: Request<cri::StreamPodSandboxStatsRequest>,
     ) -> Answer<Self::StreamPodSandboxStatsStream> {
         call("StreamPodSandboxStats", async {
-            Err(not_yet(
-                "StreamPodSandboxStats",
-                "stats land with the stats issue",
-            ))
+            let filter = r.into_inner().filter;
+            let list =
+                stats::list_sandboxes(&self.crius, cri::ListPodSandboxStatsRequest { filter })
+                    .await?;
+            Ok(chunked(list.stats, |pod_sandbox_stats| {
+                cri::StreamPodSandboxStatsResponse { pod_sandbox_stats }
+            }))
         })
         .await
     }
@@ -399,10 +435,14 @@ impl ImageService for Cri {
     type StreamImagesStream = BoxStream<cri::StreamImagesResponse>;
     async fn stream_images(
         &self,
-        _r: Request<cri::StreamImagesRequest>,
+        r: Request<cri::StreamImagesRequest>,
     ) -> Answer<Self::StreamImagesStream> {
         call("StreamImages", async {
-            Err(not_yet("StreamImages", "kubelet uses ListImages"))
+            let filter = r.into_inner().filter;
+            let list = image::list(&self.crius, cri::ListImagesRequest { filter })?;
+            Ok(chunked(list.images, |images| cri::StreamImagesResponse {
+                images,
+            }))
         })
         .await
     }
