@@ -523,8 +523,68 @@ async fn network_ready_follows_the_conf_dir_without_a_restart() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_cidr_from_update_runtime_config_renders_the_conf_template() -> Result<()> {
+    let templates = tempfile::tempdir()?;
+    let template = templates.path().join("net.template");
+    let mut env = env(&["--cni-conf-template", &template.display().to_string()]).await?;
+    // The harness makes (and later cleans) the bridge network; its conflist becomes the
+    // template, with the subnet left to kubelet's pod CIDR.
+    let net = env.crius.write_cni_conflist("templated", None)?;
+    let text = std::fs::read_to_string(&net.conflist)?;
+    ensure!(text.contains(&net.subnet), "{text}");
+    std::fs::write(&template, text.replace(&net.subnet, "{{.PodCIDR}}"))?;
+    std::fs::remove_file(&net.conflist)?;
+    let since = Instant::now();
+    while env.network_ready().await?.status {
+        ensure!(
+            since.elapsed() < Duration::from_secs(5),
+            "ready without a config"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let update = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: cidr.to_string(),
+            }),
+        }),
+    };
+    env.rt.update_runtime_config(update(&net.subnet)).await?;
+    let rendered = env.crius.cni_conf_dir().join("10-crius-net.conflist");
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(&rendered)?)?;
+    ensure!(body.to_string().contains(&net.subnet), "{body}");
+    let since = Instant::now();
+    while !env.network_ready().await?.status {
+        ensure!(
+            since.elapsed() < Duration::from_secs(5),
+            "not ready after the pod CIDR"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = env.pod_config("templated");
+    let pod = env.run_pod(&config).await?;
+    let ip = env.pod_network(&pod).await?.ip;
+    ensure!(in_subnet(&ip, &net), "{ip} not in {}", net.subnet);
+    env.remove_pod(&pod).await?;
+
+    // A template crius cannot fill is refused, not written half-done.
+    std::fs::write(&template, "{\"plugins\": {{range .Routes}} }")?;
+    let err = env
+        .rt
+        .update_runtime_config(update("10.99.0.0/24"))
+        .await
+        .err()
+        .context("a template with an unsupported action was accepted")?;
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    ensure!(err.message().contains("{{range .Routes}}"), "{err:?}");
+    ensure!(std::fs::read_to_string(&rendered)?.contains(&net.subnet));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_stop_remove_cycles_leak_nothing() -> Result<()> {
-    const CYCLES: usize = 50;
+    const CYCLES: usize = 200;
     let mut env = env(&[]).await?;
     let net = env.crius.write_cni_conflist("cycles", None)?;
     let started = Instant::now();

@@ -189,16 +189,22 @@ impl Network {
     /// watcher then picks up; without one the CIDR is only kept for `ipRanges`.
     pub fn set_pod_cidr(&self, cidr: &str) -> Result<()> {
         let cidr = cidr.trim();
-        {
-            let mut current = self.pod_cidr.lock().unwrap_or_else(PoisonError::into_inner);
-            if *current == cidr {
-                return Ok(());
-            }
-            *current = cidr.to_string();
-        }
-        let (Some(template), false) = (&self.template, cidr.is_empty()) else {
+        if self.pod_cidr() == cidr {
             return Ok(());
-        };
+        }
+        // The CIDR is taken only once its config is written, so a failed render is retried
+        // by kubelet's next call with the same CIDR.
+        if let (Some(template), false) = (&self.template, cidr.is_empty()) {
+            self.render_template_file(template, cidr)?;
+        }
+        *self.pod_cidr.lock().unwrap_or_else(PoisonError::into_inner) = cidr.to_string();
+        if self.template.is_some() {
+            self.reload();
+        }
+        Ok(())
+    }
+
+    fn render_template_file(&self, template: &Path, cidr: &str) -> Result<()> {
         let text = std::fs::read_to_string(template).map_err(|e| {
             Error::FailedPrecondition(format!("cni_conf_template {}: {e}", template.display()))
         })?;
@@ -213,7 +219,6 @@ impl Network {
             .and_then(|()| std::fs::rename(&partial, &target))
             .map_err(|e| Error::internal(format!("writing {}", target.display()), e))?;
         tracing::info!(pod_cidr = cidr, file = %target.display(), "rendered the CNI config template");
-        self.reload();
         Ok(())
     }
 
