@@ -127,15 +127,7 @@ impl Crius {
             .load()
             .find(&reference)
             .ok_or_else(|| Error::NotFound(format!("image {:?} not found", config.image)))?;
-        let files = self
-            .backend
-            .read_image_files(&image.id, &["/etc/passwd", "/etc/group"])
-            .await?;
-        let text = |path: &str| {
-            files
-                .get(path)
-                .map(|d| String::from_utf8_lossy(d).into_owned())
-        };
+        let user_files = self.image_user_files(&image.id).await?;
         let sandbox_cfg = &sandbox.meta.config;
         let log_path = if config.log_path.is_empty() || sandbox_cfg.log_directory.is_empty() {
             String::new()
@@ -177,8 +169,8 @@ impl Crius {
             hostname: Some(sandbox_files.join("hostname")),
             hosts: Some(sandbox_files.join("hosts")),
             shm_path: shm.exists().then_some(shm),
-            passwd: text("/etc/passwd"),
-            group: text("/etc/group"),
+            passwd: user_files.passwd.clone(),
+            group: user_files.group.clone(),
             oom_score_adj_floor: self.oom_score_adj_floor,
             host: &self.host,
         })?;
@@ -218,6 +210,31 @@ impl Crius {
         self.persist_container(&container)?;
         self.store.containers.insert(id.to_string(), container);
         Ok(())
+    }
+
+    /// The image's `/etc/passwd` and `/etc/group`, read from its layers once per image id
+    /// (reading mounts a view of the image, which costs more than the rest of a create).
+    async fn image_user_files(&self, image_id: &str) -> Result<Arc<crate::store::ImageUserFiles>> {
+        if let Some(files) = self.store.image_user_files.get_exact(image_id) {
+            return Ok(files);
+        }
+        let mut files = self
+            .backend
+            .read_image_files(image_id, &["/etc/passwd", "/etc/group"])
+            .await?;
+        let mut text = |path: &str| {
+            files
+                .remove(path)
+                .map(|d| String::from_utf8_lossy(&d).into_owned())
+        };
+        let read = Arc::new(crate::store::ImageUserFiles {
+            passwd: text("/etc/passwd"),
+            group: text("/etc/group"),
+        });
+        self.store
+            .image_user_files
+            .insert(image_id.to_string(), Arc::clone(&read));
+        Ok(read)
     }
 
     /// The PID of a `target_id` container whose PID namespace is to be shared.

@@ -56,6 +56,26 @@ impl<T> Table<T> {
         }
     }
 
+    /// An entry by full id only.
+    pub fn get_exact(&self, id: &str) -> Option<Arc<T>> {
+        self.map.load().get(id).cloned()
+    }
+
+    /// Keep only the entries `keep` accepts.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.map.load_full();
+        if current.keys().all(|k| keep(k)) {
+            return;
+        }
+        let next: HashMap<String, Arc<T>> = current
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        self.map.store(Arc::new(next));
+    }
+
     pub fn insert(&self, id: String, entry: Arc<T>) {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::clone(&self.map.load());
@@ -274,6 +294,16 @@ pub struct Store {
     pub containers: Table<Container>,
     pub images: ArcSwap<ImageIndex>,
     pub names: NameRegistry,
+    /// `/etc/passwd` and `/etc/group` of each image, by image id. An image id is the digest
+    /// of its config and so of its layers: the files never change for an id.
+    pub image_user_files: Table<ImageUserFiles>,
+}
+
+/// An image's `/etc/passwd` and `/etc/group`, where it has them.
+#[derive(Debug, Default)]
+pub struct ImageUserFiles {
+    pub passwd: Option<String>,
+    pub group: Option<String>,
 }
 
 #[cfg(test)]
