@@ -71,7 +71,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     // Claim the socket first: a second crius must not touch the first one's state.
     let listener = shim::server::bind(&listen)?;
-    let crius = Arc::new(Crius::new(config, backend));
+    let mut crius = Crius::new(config, backend);
+    crius.load_default_apparmor_profile().await;
+    let crius = Arc::new(crius);
     tracing::info!(
         socket = %listen.display(),
         backend = crius.backend.name(),

@@ -65,6 +65,26 @@ impl Crius {
         }
     }
 
+    /// Load crius's AppArmor profile for `runtime/default` where the node has AppArmor and
+    /// lacks the profile. Once at start, before the core is shared; the parser runs on a
+    /// blocking thread. A failure is kept in `host.apparmor`, which then refuses the
+    /// containers that need the profile.
+    pub async fn load_default_apparmor_profile(&mut self) {
+        let mut apparmor = self.host.apparmor.clone();
+        let loading = tokio::task::spawn_blocking(move || {
+            apparmor.ensure_default_profile(crate::security::find_apparmor_parser().as_deref());
+            apparmor
+        });
+        match loading.await {
+            Ok(apparmor) => self.host.apparmor = apparmor,
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the default AppArmor profile did not finish");
+                self.host.apparmor.default_profile_error =
+                    Some(format!("the loading task did not finish: {e}"));
+            }
+        }
+    }
+
     /// Directory of a sandbox's files that must survive a restart (resolv.conf, hostname, hosts).
     pub fn sandbox_root(&self, id: &str) -> PathBuf {
         self.config.root.join(SANDBOXES).join(id)
@@ -83,7 +103,11 @@ impl Crius {
     /// Re-read the image list from the backend into the store.
     pub async fn refresh_images(&self) -> Result<()> {
         let images = self.backend.list_images().await?;
-        self.store.images.store(Arc::new(ImageIndex::new(images)));
+        let index = ImageIndex::new(images);
+        self.store
+            .image_user_files
+            .retain(|id| index.find(id).is_some());
+        self.store.images.store(Arc::new(index));
         Ok(())
     }
 

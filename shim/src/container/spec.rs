@@ -1056,6 +1056,7 @@ mod tests {
         f.host.apparmor = AppArmorHost {
             enabled: true,
             loaded_profiles: BTreeSet::new(),
+            default_profile_error: None,
         };
         let spec = f.build().unwrap();
         let caps = granted(&spec);
@@ -1592,6 +1593,7 @@ mod tests {
         f.host.apparmor = AppArmorHost {
             enabled: true,
             loaded_profiles: ["restricted".to_string()].into(),
+            default_profile_error: None,
         };
         assert_eq!(
             process(&f.build().unwrap()).apparmor_profile().as_deref(),

@@ -511,6 +511,7 @@ mod tests {
         host.apparmor = AppArmorHost {
             enabled: true,
             loaded_profiles: ["pod-profile".to_string()].into(),
+            default_profile_error: None,
         };
         let spec = build(&config, None, &host).unwrap();
         assert_eq!(

@@ -19,7 +19,8 @@ pub mod user;
 pub mod userns;
 
 pub use apparmor::{
-    apparmor_for, AppArmorHost, APPARMOR_ANNOTATION_PREFIX, DEFAULT_APPARMOR_PROFILE,
+    apparmor_for, find_apparmor_parser, AppArmorHost, APPARMOR_ANNOTATION_PREFIX,
+    DEFAULT_APPARMOR_PROFILE,
 };
 pub use devices::{DeviceKind, HostDevice, HostDevices};
 pub use host::{HostCgroupFeatures, HostSecurity};
