@@ -708,3 +708,158 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     assert!(leftovers.is_empty(), "state left: {leftovers:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_namespace_pod_maps_root_to_the_given_host_range() -> Result<()> {
+    let mut env = env().await?;
+    let mapping = cri::IdMapping {
+        host_id: 200_000,
+        container_id: 0,
+        length: 65_536,
+    };
+    let namespaces = cri::NamespaceOption {
+        userns_options: Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![mapping],
+            gids: vec![mapping],
+        }),
+        ..Default::default()
+    };
+    let net = env.crius.write_cni_conflist("userns", None)?;
+    let mut config = env.sandbox_config("userns");
+    config.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(namespaces.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let sandbox = env
+        .rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    // The pod's network namespace is the pause process's own (it belongs to the pod's user
+    // namespace) and CNI attached it: the pod has an address on the test bridge.
+    let ip = env
+        .rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    let prefix = net.subnet.rsplit_once('.').map_or("", |(p, _)| p);
+    assert!(
+        !ip.is_empty() && ip.starts_with(prefix),
+        "pod ip {ip:?} not in {}",
+        net.subnet
+    );
+    let container = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "mapped".to_string(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: BUSYBOX.to_string(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "mapped.log".to_string(),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: None,
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let id = env
+        .rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container),
+            sandbox_config: Some(config),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    let exec = env
+        .rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls /sys/class/net".into(),
+            ],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    let out = String::from_utf8_lossy(&exec.stdout);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "200000", "65536", "0", "200000", "65536", "0", "eth0", "lo"],
+        "stdout {out:?} stderr {:?}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    // An idmapped volume mount needs runc >= 1.2: refused clearly, not mounted unmapped.
+    let volume = tempfile::tempdir()?;
+    let idmapped = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "idmapped".to_string(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: BUSYBOX.to_string(),
+            ..Default::default()
+        }),
+        command: vec!["true".into()],
+        mounts: vec![cri::Mount {
+            container_path: "/data".to_string(),
+            host_path: volume.path().display().to_string(),
+            uid_mappings: vec![mapping],
+            gid_mappings: vec![mapping],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let refused = env
+        .rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(idmapped),
+            sandbox_config: Some(env.sandbox_config("userns")),
+        })
+        .await;
+    let status = refused.err().context("an idmapped mount was accepted")?;
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("/data"), "{status:?}");
+    env.rt
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?;
+    env.rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await?;
+    Ok(())
+}

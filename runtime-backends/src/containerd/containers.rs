@@ -75,7 +75,8 @@ impl Containerd {
         // The rootfs: a writable snapshot on top of the image's unpacked layers.
         let mut snapshot_labels = HashMap::new();
         snapshot_labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
-        self.snapshots()
+        let mounts = self
+            .snapshots()
             .prepare(self.leased_req(
                 snap::PrepareSnapshotRequest {
                     snapshotter: SNAPSHOTTER.into(),
@@ -86,7 +87,31 @@ impl Containerd {
                 lease,
             )?)
             .await
-            .map_err(|s| map_status(s, "snapshot", &id))?;
+            .map_err(|s| map_status(s, "snapshot", &id))?
+            .into_inner()
+            .mounts;
+        // In a user namespace the container's root is an unprivileged host id: its rootfs
+        // must be owned by the mapped ids (runc 1.1 has no idmapped mounts).
+        if let Some(linux) = request.spec.linux() {
+            let uids = linux.uid_mappings().clone().unwrap_or_default();
+            let gids = linux.gid_mappings().clone().unwrap_or_default();
+            if !uids.is_empty() || !gids.is_empty() {
+                let target = std::env::temp_dir().join(format!("crius-remap-{id}"));
+                let remapped = tokio::task::spawn_blocking(move || {
+                    super::view::remap_owners(&mounts, &target, &uids, &gids)
+                })
+                .await
+                .map_err(|e| BackendError::Engine {
+                    engine: "containerd",
+                    message: format!("remapping the rootfs owners: {e}"),
+                })
+                .and_then(|r| r);
+                if let Err(e) = remapped {
+                    self.remove_snapshot(&id).await;
+                    return Err(e);
+                }
+            }
+        }
 
         let options = if request.systemd_cgroup {
             Some(Any {

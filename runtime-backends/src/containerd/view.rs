@@ -122,6 +122,56 @@ fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Give every file of a prepared rootfs snapshot the owner it has inside a user namespace
+/// with these mappings: an id `i` inside a mapping becomes `host_id + (i - container_id)`;
+/// ids no mapping covers stay as they are (the container sees them as the overflow id).
+/// Symlinks are changed themselves and never followed; set-id bits, which chown clears,
+/// are restored. On overlayfs this copies every file up into the container's layer, as
+/// containerd 1.6's remapped snapshots do.
+pub(crate) fn remap_owners(
+    mounts: &[Mount],
+    target: &Path,
+    uids: &[oci_spec::runtime::LinuxIdMapping],
+    gids: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<()> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| BackendError::io(format!("creating {}", target.display()), e))?;
+    let result = mount_all(mounts, target).and_then(|()| {
+        let map = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+            maps.iter()
+                .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
+                .map_or(id, |m| m.host_id() + (id - m.container_id()))
+        };
+        let mut pending = vec![target.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let io =
+                |e: std::io::Error| BackendError::io(format!("remapping {}", path.display()), e);
+            let meta = std::fs::symlink_metadata(&path).map_err(io)?;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let (uid, gid) = (map(uids, meta.uid()), map(gids, meta.gid()));
+            if (uid, gid) != (meta.uid(), meta.gid()) {
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(io)?;
+                if meta.is_file() && meta.mode() & 0o6000 != 0 {
+                    std::fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+                    )
+                    .map_err(io)?;
+                }
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).map_err(io)? {
+                    pending.push(entry.map_err(io)?.path());
+                }
+            }
+        }
+        Ok(())
+    });
+    let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(target);
+    result
+}
+
 /// Read `path` under `root` only if no component of it is a symlink, so an image cannot
 /// make crius read a host file.
 fn read_inside(root: &Path, path: &str) -> Option<Vec<u8>> {

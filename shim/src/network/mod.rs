@@ -232,8 +232,6 @@ impl Network {
     /// Make the sandbox's namespace and attach it to the network. On failure everything
     /// done so far is undone (DEL, namespace removed) before the error is returned.
     pub async fn setup(&self, id: &str, config: &SandboxConfig) -> Result<PodNetwork> {
-        let cidr = self.pod_cidr();
-        let runtime_config = args::runtime_config(config, Some(&cidr))?;
         let path = self.netns_path(id);
         let make = path.clone();
         tokio::task::spawn_blocking(move || netns::create(&make))
@@ -242,6 +240,37 @@ impl Network {
             .map_err(|e| {
                 Error::internal(format!("creating network namespace {}", path.display()), e)
             })?;
+        self.attach(id, config, path).await
+    }
+
+    /// Like [`Network::setup`] for a namespace that already exists (`source`, the pause
+    /// process's own in a pod with a user namespace): pinned at the usual path, then attached.
+    pub async fn setup_existing(
+        &self,
+        id: &str,
+        config: &SandboxConfig,
+        source: PathBuf,
+    ) -> Result<PodNetwork> {
+        let path = self.netns_path(id);
+        let pin = path.clone();
+        tokio::task::spawn_blocking(move || netns::pin(&source, &pin))
+            .await
+            .map_err(|e| Error::internal("pinning the network namespace", e))?
+            .map_err(|e| {
+                Error::internal(format!("pinning network namespace {}", path.display()), e)
+            })?;
+        self.attach(id, config, path).await
+    }
+
+    async fn attach(&self, id: &str, config: &SandboxConfig, path: PathBuf) -> Result<PodNetwork> {
+        let cidr = self.pod_cidr();
+        let runtime_config = match args::runtime_config(config, Some(&cidr)) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || netns::remove(&path)).await;
+                return Err(e);
+            }
+        };
         let netns_path = path.display().to_string();
         let Some(network) = self.reload() else {
             // kubelet runs no pod network pods while NetworkReady is false; a direct CRI

@@ -54,6 +54,46 @@ pub fn create(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Pin an existing network namespace (`source`, e.g. `/proc/<pid>/ns/net` of a pause
+/// process that made its own) at `path` and bring its `lo` up. Used for pods with a user
+/// namespace, whose network namespace must belong to that user namespace. On failure
+/// nothing is left behind.
+pub fn pin(source: &Path, path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let pinned = nix::mount::mount(
+        Some(source),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
+    .and_then(|()| {
+        let target = std::fs::File::open(path)?;
+        // setns() moves the calling thread only; a thread of its own does it and ends.
+        std::thread::Builder::new()
+            .name("crius-netns".to_string())
+            .spawn(move || -> io::Result<()> {
+                nix::sched::setns(&target, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                loopback_up()
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the netns thread panicked")))
+    });
+    if let Err(e) = pinned {
+        let _ = remove(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Unmount and delete a pinned namespace. Idempotent: a missing or unmounted file is fine.
 pub fn remove(path: &Path) -> io::Result<()> {
     // Every layer, in case a retried create stacked mounts.

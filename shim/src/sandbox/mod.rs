@@ -5,6 +5,7 @@ mod files;
 pub mod spec;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use runtime_backends::{CreateContainer, LABEL_KIND, LABEL_SANDBOX_ID};
@@ -125,8 +126,18 @@ impl Crius {
             Some(state.join("shm"))
         };
         files::write_sandbox_files(&root, &config, host_network, shm.as_deref())?;
-        // The pod's namespace and CNI come before the pause container, which joins it.
-        let pod_network = if host_network {
+        // The pod's namespace and CNI come before the pause container, which joins it. In a
+        // pod with a user namespace the pause process makes the network namespace itself, so
+        // that it belongs to the pod's user namespace (the pod's containers could not join a
+        // host-owned one from inside it); CNI then runs on it once the pause process is up.
+        let own_userns = config
+            .security
+            .namespaces
+            .userns
+            .as_ref()
+            .is_some_and(|u| u.mode == NamespaceMode::Pod);
+        let network_after_start = own_userns && !host_network;
+        let mut pod_network = if host_network || network_after_start {
             crate::network::PodNetwork::default()
         } else {
             rollback.network = true;
@@ -141,7 +152,8 @@ impl Crius {
             config: &config,
             cgroups_path: cgroups_path.clone(),
             pause_args: image_command(&image.config),
-            netns_path: (!host_network).then(|| pod_network.netns_path.clone()),
+            netns_path: (!host_network && !network_after_start)
+                .then(|| pod_network.netns_path.clone()),
             oom_score_adj_floor: self.oom_score_adj_floor,
             host: &self.host,
         })?;
@@ -164,6 +176,11 @@ impl Crius {
             .start_task(id, &state.join("io"), false)
             .await?;
         drain(started.io);
+        if network_after_start {
+            rollback.network = true;
+            let own = PathBuf::from(format!("/proc/{}/ns/net", started.pid));
+            pod_network = self.network.setup_existing(id, &config, own).await?;
+        }
         let meta = SandboxMeta {
             id: id.to_string(),
             name: name.to_string(),

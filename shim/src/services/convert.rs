@@ -356,8 +356,8 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                 )));
             }
             if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-                return Err(Error::Unimplemented(format!(
-                    "CreateContainer: idmapped mount of {} is not supported yet",
+                return Err(Error::FailedPrecondition(format!(
+                    "CreateContainer: mount of {} asks for an idmapped mount, which this node cannot do (runc 1.1 has no idmapped mounts; crius reports user_namespaces=false)",
                     m.container_path
                 )));
             }
