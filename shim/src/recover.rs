@@ -10,7 +10,7 @@ use runtime_backends::{TaskExit, TaskStatus, LABEL_KIND};
 use crate::container::ContainerRecordFile;
 use crate::error::Result;
 use crate::logs::LogFile;
-use crate::runtime::{Crius, CONTAINERS, SANDBOXES};
+use crate::runtime::{Crius, CONTAINERS, CONTAINER_SPECS, SANDBOXES};
 use crate::sandbox::SandboxRecord;
 use crate::store::{Container, ContainerState, Sandbox, SandboxState};
 
@@ -63,6 +63,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
             let _ = crius.backend.remove_container(&id).await;
             let _ = std::fs::remove_dir_all(crius.container_io_dir(&id));
             crius.records.remove(CONTAINERS, &id)?;
+            crius.records.remove(CONTAINER_SPECS, &id)?;
             continue;
         }
         known.insert(id.clone());

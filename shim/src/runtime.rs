@@ -18,6 +18,8 @@ use crate::store::{ImageIndex, StateDir, Store};
 /// Kinds of records under `<root>`.
 pub const SANDBOXES: &str = "sandboxes";
 pub const CONTAINERS: &str = "containers";
+/// Record kind under `<root>` holding each container's full OCI spec.
+pub const CONTAINER_SPECS: &str = "container-specs";
 
 pub struct Crius {
     pub config: Config,

@@ -299,16 +299,7 @@ impl Crius {
         layout: &CgroupLayout,
         container: &Container,
     ) -> Result<Option<Sample>> {
-        let Some(cgroups_path) = container
-            .meta
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-        else {
-            return Ok(None);
-        };
-        let Some(cgroups_path) = cgroups_path.to_str() else {
+        let Some(cgroups_path) = container.meta.cgroups_path.as_deref() else {
             return Ok(None);
         };
         let path = self

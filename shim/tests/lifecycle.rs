@@ -232,6 +232,30 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
 
+    // Verbose status carries the full OCI spec runc got (kept on disk, not in memory).
+    let verbose = env
+        .rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value =
+        serde_json::from_str(verbose.info.get("info").context("no verbose info")?)?;
+    let spec = &info["runtimeSpec"];
+    assert_eq!(
+        spec["process"]["args"][0], "sh",
+        "verbose runtimeSpec has the process"
+    );
+    let namespaces = spec["linux"]["namespaces"]
+        .as_array()
+        .context("namespaces")?;
+    assert!(
+        namespaces.iter().any(|n| n["type"] == "network"),
+        "verbose runtimeSpec has the namespaces"
+    );
+
     // ExecSync: stdout, stderr, exit code; a timeout answers DeadlineExceeded.
     let exec = env
         .rt

@@ -39,7 +39,7 @@ impl Crius {
                 container.meta.id
             )));
         }
-        let process = super::spec::exec_process(&container.meta.spec, cmd, false)?;
+        let process = super::spec::exec_process(&container.meta.process, cmd, false)?;
         let exec_id = format!("exec-{:016x}", rand::random::<u64>());
         let container_id = container.meta.id.clone();
         let io = self

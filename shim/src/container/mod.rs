@@ -16,7 +16,7 @@ use crate::cgroups::CgroupDriver;
 use crate::domain::{ContainerConfig, Resources};
 use crate::error::{Error, Result};
 use crate::logs::{spawn_copier, LogFile, Stream};
-use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS};
+use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS, CONTAINER_SPECS};
 use crate::store::{Container, ContainerMeta, ContainerState, ContainerStatus, SandboxState};
 
 /// What is persisted for a container.
@@ -104,6 +104,7 @@ impl Crius {
                             tracing::error!(container = %work_id, error = %e, "rollback: could not remove container");
                         }
                         let _ = std::fs::remove_dir_all(crius.container_io_dir(&work_id));
+                        let _ = crius.records.remove(CONTAINER_SPECS, &work_id);
                         crius.store.names.release(&work_name, &work_id);
                     }
                     result.map(|()| work_id)
@@ -202,11 +203,17 @@ impl Crius {
             image_ref: image.id.clone(),
             created_at: now_nanos(),
             log_path,
-            spec,
+            process: spec.process().clone().unwrap_or_default(),
+            cgroups_path: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.display().to_string()),
             stop_signal,
             config,
         };
         let container = Arc::new(Container::new(meta, ContainerStatus::created(resources)));
+        self.records.write(CONTAINER_SPECS, id, &spec)?;
         self.persist_container(&container)?;
         self.store.containers.insert(id.to_string(), container);
         Ok(())
@@ -284,13 +291,7 @@ impl Crius {
                 },
             )?))
         };
-        let terminal = container
-            .meta
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false);
+        let terminal = container.meta.process.terminal().unwrap_or(false);
         let started = match self
             .backend
             .start_task(
@@ -472,6 +473,7 @@ impl Crius {
         self.backend.remove_container(&id).await?;
         let _ = std::fs::remove_dir_all(self.container_io_dir(&id));
         self.records.remove(CONTAINERS, &id)?;
+        self.records.remove(CONTAINER_SPECS, &id)?;
         self.store.containers.remove(&id);
         self.store.names.release(&container.meta.name, &id);
         Ok(())

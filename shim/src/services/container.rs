@@ -100,7 +100,7 @@ fn metadata(container: &Container) -> cri::ContainerMetadata {
 
 /// The uid/gid/groups the container's process runs as (from its OCI spec).
 fn user(container: &Container) -> Option<cri::ContainerUser> {
-    let process = container.meta.spec.process().as_ref()?;
+    let process = &container.meta.process;
     let user = process.user();
     Some(cri::ContainerUser {
         linux: Some(cri::LinuxContainerUser {
@@ -172,7 +172,9 @@ pub fn status(
         let verbose = serde_json::json!({
             "sandboxID": container.meta.sandbox_id,
             "pid": container.status().pid,
-            "runtimeSpec": container.meta.spec,
+            "runtimeSpec": crius
+                .records
+                .read::<serde_json::Value>(crate::runtime::CONTAINER_SPECS, &container.meta.id)?,
         });
         info.insert("info".to_string(), verbose.to_string());
     }

@@ -177,8 +177,13 @@ pub struct ContainerMeta {
     pub created_at: i64,
     /// Absolute log path (sandbox log_directory + config log_path), empty when none.
     pub log_path: String,
-    /// The OCI spec the container was created with (exec processes inherit from it).
-    pub spec: oci_spec::runtime::Spec,
+    /// The process of the OCI spec the container was created with (exec processes inherit
+    /// from it). The whole spec, seccomp rules and all, is ~20 KiB in memory: it is kept on
+    /// disk only (`CONTAINER_SPECS` records) for verbose ContainerStatus, so a full node's
+    /// store stays small.
+    pub process: oci_spec::runtime::Process,
+    /// The cgroup path runc was given (stats read the container's cgroup through it).
+    pub cgroups_path: Option<String>,
     /// Stop signal from the config or the image, resolved to a number.
     pub stop_signal: i32,
 }

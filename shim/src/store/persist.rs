@@ -55,6 +55,18 @@ impl StateDir {
         }
     }
 
+    /// One record, or `None` when there is none.
+    pub fn read<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
+        let path = self.file(kind, id);
+        match fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| Error::internal(format!("decoding {}", path.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::internal(format!("reading {}", path.display()), e)),
+        }
+    }
+
     /// Every record of a kind. Unreadable records are reported and skipped, never fatal.
     pub fn read_all<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
         let Ok(entries) = fs::read_dir(self.root.join(kind)) else {
