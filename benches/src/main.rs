@@ -7,6 +7,7 @@
 //! (recovery) time. `scripts/bench` is the usual way in.
 
 mod measure;
+mod pull;
 mod target;
 
 use std::collections::HashMap;
@@ -18,7 +19,13 @@ use clap::Parser;
 use conformance::harness::{images as test_images, Containerd, ContainerdOptions, Crius, Images};
 
 use measure::{Latencies, Populate, Recovery, Report, Resources};
+use pull::PullEndpoint;
 use target::{Target, HOT_READS, LIFECYCLE};
+
+/// containerd namespace crius keeps its objects in (its default).
+const CRIUS_NAMESPACE: &str = "crius";
+/// containerd namespace of containerd's built-in CRI.
+const CRI_NAMESPACE: &str = "k8s.io";
 
 #[derive(Parser, Debug)]
 #[command(name = "bench", about = "Side-by-side CRI benchmarks")]
@@ -57,6 +64,10 @@ struct Args {
     /// PID of crius for resource figures when benching external endpoints (`NAME=PID`).
     #[arg(long = "pid", value_name = "NAME=PID")]
     pids: Vec<String>,
+    /// With `--private`: pulls of the large (≥ 50 MiB) test image from a private registry per
+    /// endpoint, crius and containerd alternating, each from an empty store (0 skips them).
+    #[arg(long, default_value_t = 3)]
+    pulls: usize,
     /// With `--private`: start the daemons, print their endpoints and wait for Ctrl-C
     /// (to point the conformance suite or crictl at them); no measurements.
     #[arg(long, requires = "private")]
@@ -94,9 +105,9 @@ fn start_private() -> Result<Private> {
     let images = Images::get()?;
     let containerd = Containerd::start(ContainerdOptions::default())?;
     for reference in [test_images::BUSYBOX, test_images::PAUSE] {
-        images.import(&containerd, "k8s.io", reference)?;
+        images.import(&containerd, CRI_NAMESPACE, reference)?;
     }
-    images.import(&containerd, "crius", test_images::BUSYBOX)?;
+    images.import(&containerd, CRIUS_NAMESPACE, test_images::BUSYBOX)?;
     containerd.write_cni_conflist("bench-ref", None)?;
     let crius = Crius::start(None, containerd.socket(), &[])?;
     crius.write_cni_conflist("bench-crius", None)?;
@@ -184,6 +195,15 @@ async fn run(args: Args) -> Result<()> {
         reference,
         ..Report::default()
     };
+    if args.pulls > 0 {
+        match &private {
+            Some(p) => report.pull = Some(measure_pulls(&p.containerd, &targets, args.pulls).await),
+            None => eprintln!(
+                "bench: image pulls need --private (they check containerd's namespaces and \
+                 content store between pulls); skipped"
+            ),
+        }
+    }
     let ticks = clock_ticks();
     let mut counts = args.containers.clone();
     counts.sort_unstable();
@@ -262,6 +282,38 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     outcome
+}
+
+/// The pull phase on the private crius and containerd's CRI (once, before the container counts).
+async fn measure_pulls(
+    containerd: &Containerd,
+    targets: &[Target],
+    rounds: usize,
+) -> measure::PullReport {
+    let endpoints: Vec<PullEndpoint> = targets
+        .iter()
+        .filter_map(|t| {
+            let namespace = match t.name.as_str() {
+                "crius" => CRIUS_NAMESPACE,
+                "containerd" => CRI_NAMESPACE,
+                _ => return None,
+            };
+            Some(PullEndpoint {
+                name: &t.name,
+                namespace,
+                clients: &t.clients,
+            })
+        })
+        .collect();
+    eprintln!(
+        "bench: image pull, {rounds} per endpoint ({})",
+        endpoints
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    pull::measure(containerd, &endpoints, rounds).await
 }
 
 /// Hot reads, the lifecycle alone, then the lifecycle under the kubelet-shaped load.

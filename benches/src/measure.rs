@@ -119,6 +119,163 @@ pub struct Populate {
     pub seconds: f64,
 }
 
+/// One timed PullImage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pull {
+    pub endpoint: String,
+    /// 0-based; endpoints alternate within a round.
+    pub round: usize,
+    pub seconds: f64,
+    /// Blob GETs the registry answered during this pull.
+    pub blob_gets: usize,
+    /// Whether the registry served the image's largest layer during this pull (a cold pull).
+    pub fetched_large_layer: bool,
+}
+
+/// The pulls of one endpoint, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullSummary {
+    pub endpoint: String,
+    pub pulls: usize,
+    pub p50_seconds: f64,
+    pub max_seconds: f64,
+    /// `fetched_bytes` / p50 seconds, MB = 10^6 bytes.
+    pub p50_mb_per_sec: f64,
+    /// `fetched_bytes` / max seconds (the slowest pull).
+    pub min_mb_per_sec: f64,
+}
+
+/// The image pull phase: the large test image pulled by each endpoint from one registry.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullReport {
+    /// The reference pulled (`127.0.0.1:<port>/<repo>:<tag>`).
+    pub image: String,
+    /// Manifest, config and every layer, as stored in the registry.
+    pub image_bytes: u64,
+    /// What a pull has to download: the blobs not in the content store before the first pull
+    /// (base layers the endpoints' namespaces already hold are not fetched).
+    pub fetched_bytes: u64,
+    pub pulls: Vec<Pull>,
+    pub summary: Vec<PullSummary>,
+    /// crius p50 / containerd p50 (the issue's goal: at most 1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_p50: Option<f64>,
+    /// crius max / containerd max.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_max: Option<f64>,
+    /// Anything that made the comparison less than fair.
+    pub notes: Vec<String>,
+    /// Why the phase stopped early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PullReport {
+    /// Fills `summary` and the ratios from `pulls`.
+    pub fn summarise(&mut self) {
+        let mut endpoints: Vec<&str> = Vec::new();
+        for pull in &self.pulls {
+            if !endpoints.contains(&pull.endpoint.as_str()) {
+                endpoints.push(&pull.endpoint);
+            }
+        }
+        let megabytes = self.fetched_bytes as f64 / 1e6;
+        let per_sec = |seconds: f64| {
+            if seconds > 0.0 {
+                megabytes / seconds
+            } else {
+                0.0
+            }
+        };
+        self.summary = endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let mut seconds: Vec<f64> = self
+                    .pulls
+                    .iter()
+                    .filter(|p| p.endpoint == endpoint)
+                    .map(|p| p.seconds)
+                    .collect();
+                seconds.sort_by(f64::total_cmp);
+                // Nearest rank: the middle pull of an odd count, the lower middle of an even one.
+                let p50 = seconds
+                    .get(seconds.len().saturating_sub(1) / 2)
+                    .copied()
+                    .unwrap_or(0.0);
+                let max = seconds.last().copied().unwrap_or(0.0);
+                PullSummary {
+                    endpoint: endpoint.to_string(),
+                    pulls: seconds.len(),
+                    p50_seconds: p50,
+                    max_seconds: max,
+                    p50_mb_per_sec: per_sec(p50),
+                    min_mb_per_sec: per_sec(max),
+                }
+            })
+            .collect();
+        let find = |name: &str| self.summary.iter().find(|s| s.endpoint == name);
+        let ratio = |a: f64, b: f64| (a > 0.0 && b > 0.0).then(|| a / b);
+        if let (Some(crius), Some(containerd)) = (find("crius"), find("containerd")) {
+            self.ratio_p50 = ratio(crius.p50_seconds, containerd.p50_seconds);
+            self.ratio_max = ratio(crius.max_seconds, containerd.max_seconds);
+        }
+    }
+
+    fn table(&self) -> String {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        let mut out = format!(
+            "\n== Image pull (N = {:.1} MiB image) ==\n",
+            mib(self.image_bytes)
+        );
+        if !self.image.is_empty() {
+            out.push_str(&format!(
+                "{}: {:.1} MiB fetched per pull; endpoints alternate, each pull starts with \
+                 the image gone from both namespaces and the content store\n",
+                self.image,
+                mib(self.fetched_bytes)
+            ));
+        }
+        if !self.summary.is_empty() {
+            out.push_str(&format!(
+                "{:<12} | {:>5} | {:>8} | {:>8} | {:>8} | {:>8} | {}\n",
+                "endpoint", "pulls", "p50", "max", "p50 MB/s", "min MB/s", "each pull (s)"
+            ));
+        }
+        for s in &self.summary {
+            let each: Vec<String> = self
+                .pulls
+                .iter()
+                .filter(|p| p.endpoint == s.endpoint)
+                .map(|p| format!("{:.2}", p.seconds))
+                .collect();
+            out.push_str(&format!(
+                "{:<12} | {:>5} | {:>7.2}s | {:>7.2}s | {:>8.1} | {:>8.1} | {}\n",
+                s.endpoint,
+                s.pulls,
+                s.p50_seconds,
+                s.max_seconds,
+                s.p50_mb_per_sec,
+                s.min_mb_per_sec,
+                each.join(" ")
+            ));
+        }
+        if let Some(p50) = self.ratio_p50 {
+            out.push_str(&format!("crius/containerd p50 {p50:.2}x"));
+            if let Some(max) = self.ratio_max {
+                out.push_str(&format!(", max {max:.2}x"));
+            }
+            out.push_str(" (goal <= 1.0)\n");
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        if let Some(error) = &self.error {
+            out.push_str(&format!("error: {error}\n"));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub endpoints: Vec<String>,
@@ -128,6 +285,9 @@ pub struct Report {
     pub resources: Vec<Resources>,
     pub recovery: Vec<Recovery>,
     pub populate: Vec<Populate>,
+    /// The image pull phase (`--pulls` with `--private`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullReport>,
 }
 
 fn fmt_us(us: f64) -> String {
@@ -145,6 +305,9 @@ impl Report {
     /// other endpoint to the reference.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        if let Some(pull) = &self.pull {
+            out.push_str(&pull.table());
+        }
         let mut by_n: BTreeMap<usize, Vec<&Row>> = BTreeMap::new();
         for row in &self.rows {
             by_n.entry(row.n).or_default().push(row);
@@ -278,5 +441,45 @@ mod tests {
         };
         let table = report.table();
         assert!(table.contains("0.50x,0.50x"), "{table}");
+    }
+
+    #[test]
+    fn pull_summary_has_p50_max_throughput_and_ratio() {
+        let pull = |endpoint: &str, round, seconds| Pull {
+            endpoint: endpoint.into(),
+            round,
+            seconds,
+            blob_gets: 3,
+            fetched_large_layer: true,
+        };
+        let mut report = PullReport {
+            image: "127.0.0.1:5000/crius/large:1".into(),
+            image_bytes: 50 * 1024 * 1024,
+            fetched_bytes: 10_000_000,
+            pulls: vec![
+                pull("crius", 0, 1.0),
+                pull("containerd", 0, 4.0),
+                pull("crius", 1, 3.0),
+                pull("containerd", 1, 2.0),
+                pull("crius", 2, 2.0),
+                pull("containerd", 2, 2.0),
+            ],
+            ..PullReport::default()
+        };
+        report.summarise();
+        let crius = &report.summary[0];
+        assert_eq!(crius.endpoint, "crius");
+        assert_eq!((crius.p50_seconds, crius.max_seconds), (2.0, 3.0));
+        assert!((crius.p50_mb_per_sec - 5.0).abs() < 1e-9);
+        assert_eq!(report.summary[1].max_seconds, 4.0);
+        assert_eq!(report.ratio_p50, Some(1.0));
+        assert_eq!(report.ratio_max, Some(0.75));
+        let table = Report {
+            pull: Some(report),
+            ..Report::default()
+        }
+        .table();
+        assert!(table.contains("Image pull (N = 50.0 MiB image)"), "{table}");
+        assert!(table.contains("p50 1.00x, max 0.75x"), "{table}");
     }
 }

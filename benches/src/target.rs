@@ -8,11 +8,14 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use conformance::runner::connect::{channel, image_client, runtime_client};
+use conformance::runner::connect::{image_client, runtime_client, socket_path};
 use cri_api::v1 as cri;
 use cri_api::v1::image_service_client::ImageServiceClient;
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::Channel;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+use tower::service_fn;
 
 use crate::measure::Latencies;
 
@@ -22,6 +25,28 @@ pub const CONTAINERS_PER_POD: usize = 10;
 /// A container that stops at once on SIGTERM (a plain `sleep` as PID 1 ignores it, so every
 /// stop would wait out the timeout).
 const COMMAND: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
+
+/// HTTP/2 stream and connection flow-control window of the bench's client. kubelet's grpc-go
+/// client sizes its windows dynamically (BDP estimation, up to 16 MiB); tonic's fixed 64 KiB
+/// default makes a ~1 MB ListContainers response at N = 1000 wait for window updates, so the
+/// client rather than the endpoint would set the pace. Every endpoint gets this same client.
+const FLOW_CONTROL_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// A channel over the endpoint's unix socket (`unix:///path.sock`) with kubelet-sized
+/// flow-control windows; connects eagerly so a wrong path fails here.
+async fn channel(endpoint: &str) -> Result<Channel> {
+    let path = socket_path(endpoint)?;
+    let connector = service_fn(move |_| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+    });
+    Endpoint::try_from("http://[::]:0")?
+        .initial_stream_window_size(Some(FLOW_CONTROL_WINDOW))
+        .initial_connection_window_size(Some(FLOW_CONTROL_WINDOW))
+        .connect_with_connector(connector)
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))
+}
 
 #[derive(Clone)]
 pub struct Clients {
@@ -58,7 +83,7 @@ pub struct Target {
     counter: AtomicUsize,
 }
 
-fn status_text(status: &tonic::Status) -> String {
+pub fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
