@@ -31,7 +31,6 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::images::{
     chain_ids, node_architecture, parse_config, repository_of, sha256_digest, MEDIA_DOCKER_LIST,
@@ -857,7 +856,6 @@ impl Containerd {
         };
         let total = layer.size;
         let feeder = async {
-            let mut hasher = Sha256::new();
             let mut offset: i64 = 0;
             let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
             let mut logged = 0u64;
@@ -873,7 +871,6 @@ impl Containerd {
                 };
                 if let Some(chunk) = &chunk {
                     progress.add(chunk.len());
-                    hasher.update(chunk);
                     buffer.extend_from_slice(chunk);
                 }
                 if buffer.len() >= CHUNK || (chunk.is_none() && !buffer.is_empty()) {
@@ -900,12 +897,8 @@ impl Containerd {
                     break;
                 }
             }
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if actual != digest {
-                return Err(BackendError::InvalidArgument(format!(
-                    "pulling {name}: layer digest mismatch: expected {digest}, got {actual}"
-                )));
-            }
+            // The digest is checked by containerd: its content writer hashes what it
+            // stores and refuses to commit under `expected` when they differ.
             if offset != total {
                 return Err(BackendError::InvalidArgument(format!(
                     "pulling {name}: layer {digest} is {offset} bytes, the manifest says {total}"
@@ -933,6 +926,12 @@ impl Containerd {
                     return match written {
                         // Another pull committed the same blob first.
                         Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+                        Err(status) if status.message().contains("unexpected commit digest") => {
+                            Err(BackendError::InvalidArgument(format!(
+                                "pulling {name}: layer digest mismatch: {}",
+                                status.message()
+                            )))
+                        }
                         Err(status) => Err(map_status(status, "content", &layer.digest)),
                         Ok(()) if fed => Ok(()),
                         Ok(()) => feeder.await,
