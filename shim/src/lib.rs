@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod instrument;
 pub mod logs;
+pub mod memory;
 pub mod network;
 pub mod pause;
 pub mod recover;

@@ -46,6 +46,7 @@ fn init_tracing(level: &str) {
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = config::load(cli)?;
     init_tracing(&config.log_level);
+    shim::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

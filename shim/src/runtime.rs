@@ -136,9 +136,15 @@ impl Crius {
         let crius = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut ticks: u64 = 0;
             loop {
                 tick.tick().await;
                 let Some(crius) = crius.upgrade() else { return };
+                ticks += 1;
+                // Every 30 s: what bursts of work freed goes back to the OS.
+                if ticks % 6 == 0 {
+                    crate::memory::release_free();
+                }
                 let up = crius.backend.version().await.is_ok();
                 crius
                     .backend_up

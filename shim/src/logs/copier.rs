@@ -10,7 +10,7 @@ use super::file::{encode_entry, LogFile, Stream};
 /// Longest content of one record; containerd's default `max_container_log_line_size`.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-const READ_BUF_BYTES: usize = 32 * 1024;
+const READ_BUF_BYTES: usize = 8 * 1024;
 
 /// Cuts a byte stream into CRI records: `(partial, content)` pairs, content without newline.
 ///

@@ -186,7 +186,10 @@ pub async fn pull_rpc(
     crius: &Crius,
     request: cri::PullImageRequest,
 ) -> std::result::Result<tonic::Response<cri::PullImageResponse>, tonic::Status> {
-    crate::instrument::call("PullImage", pull(crius, request)).await
+    let answer = crate::instrument::call("PullImage", pull(crius, request)).await;
+    // A pull streams tens of MiB through short-lived buffers; hand them back to the OS.
+    crate::memory::release_free();
+    answer
 }
 
 fn registry_settings(config: &crate::config::RegistryConfig) -> RegistrySettings {
