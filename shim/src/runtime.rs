@@ -142,7 +142,7 @@ impl Crius {
                 let Some(crius) = crius.upgrade() else { return };
                 ticks += 1;
                 // Every 30 s: what bursts of work freed goes back to the OS.
-                if ticks % 6 == 0 {
+                if ticks.is_multiple_of(6) {
                     crate::memory::release_free();
                 }
                 let up = crius.backend.version().await.is_ok();
