@@ -232,6 +232,48 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
 
+    // Pod-level resources from kubelet's in-place resize are recorded and reported.
+    env.rt
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: sandbox.clone(),
+            overhead: None,
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 300 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let pod_verbose = env
+        .rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let pod_info: serde_json::Value = serde_json::from_str(
+        pod_verbose
+            .info
+            .get("info")
+            .context("no pod verbose info")?,
+    )?;
+    assert_eq!(
+        pod_info["podResources"]["resources"]["memory_limit_in_bytes"],
+        300 << 20,
+        "{}",
+        pod_info["podResources"]
+    );
+    let unknown = env
+        .rt
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: "no-such-pod".to_string(),
+            overhead: None,
+            resources: None,
+        })
+        .await;
+    assert_eq!(code(unknown), tonic::Code::NotFound);
+
     // Verbose status carries the full OCI spec runc got (kept on disk, not in memory).
     let verbose = env
         .rt

@@ -15,7 +15,7 @@ use crate::cgroups::CgroupDriver;
 use crate::domain::{NamespaceMode, SandboxConfig};
 use crate::error::{Error, Result};
 use crate::runtime::{new_id, now_nanos, Crius, SANDBOXES};
-use crate::store::{Sandbox, SandboxMeta, SandboxState, SandboxStatus};
+use crate::store::{PodResources, Sandbox, SandboxMeta, SandboxState, SandboxStatus};
 
 /// What is persisted for a sandbox.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -198,6 +198,7 @@ impl Crius {
             SandboxStatus {
                 state: SandboxState::Ready,
                 pid: started.pid,
+                pod_resources: None,
             },
         ));
         self.persist_sandbox(&sandbox)?;
@@ -242,11 +243,27 @@ impl Crius {
         if sandbox.status().state == SandboxState::NotReady {
             return Ok(());
         }
+        let pod_resources = sandbox.status().pod_resources.clone();
         sandbox.status.store(Arc::new(SandboxStatus {
             state: SandboxState::NotReady,
             pid: 0,
+            pod_resources,
         }));
         self.persist_sandbox(sandbox)
+    }
+
+    /// UpdatePodSandboxResources: kubelet has already resized the pod's cgroup (it owns the
+    /// pod-level cgroup); the runtime records the new pod-level resources, which verbose
+    /// PodSandboxStatus then reports.
+    pub async fn update_sandbox_resources(&self, id: &str, update: PodResources) -> Result<()> {
+        let sandbox = self.sandbox(id)?;
+        let _op = sandbox.op.lock().await;
+        let mut next = SandboxStatus::clone(&sandbox.status());
+        next.pod_resources = Some(update);
+        sandbox.status.store(Arc::new(next));
+        self.persist_sandbox(&sandbox)?;
+        tracing::info!(sandbox = %sandbox.meta.id, "pod-level resources updated");
+        Ok(())
     }
 
     /// RemovePodSandbox: stop, remove its containers, the pause container and all files.

@@ -409,13 +409,23 @@ impl RuntimeService for Cri {
     }
     async fn update_pod_sandbox_resources(
         &self,
-        _r: Request<cri::UpdatePodSandboxResourcesRequest>,
+        r: Request<cri::UpdatePodSandboxResourcesRequest>,
     ) -> Answer<cri::UpdatePodSandboxResourcesResponse> {
         call("UpdatePodSandboxResources", async {
-            Err(not_yet(
-                "UpdatePodSandboxResources",
-                "in-place pod resize is not supported",
-            ))
+            let r = r.into_inner();
+            if r.pod_sandbox_id.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "UpdatePodSandboxResources: pod_sandbox_id must not be empty".into(),
+                ));
+            }
+            let update = crate::store::PodResources {
+                overhead: r.overhead.map(convert::resources),
+                resources: r.resources.map(convert::resources),
+            };
+            self.crius
+                .update_sandbox_resources(&r.pod_sandbox_id, update)
+                .await?;
+            Ok(cri::UpdatePodSandboxResourcesResponse {})
         })
         .await
     }

@@ -113,6 +113,7 @@ pub fn status(
             "cgroupsPath": sandbox.meta.cgroups_path,
             "netnsPath": sandbox.meta.netns_path,
             "config": sandbox.meta.config,
+            "podResources": status.pod_resources,
         });
         info.insert("info".to_string(), verbose.to_string());
     }

@@ -133,6 +133,17 @@ pub struct SandboxStatus {
     pub state: SandboxState,
     /// PID of the pause process while it runs.
     pub pid: u32,
+    /// Pod-level resources from the last UpdatePodSandboxResources (kubelet resized the pod's
+    /// cgroup itself and tells the runtime); `None` until the first one.
+    #[serde(default)]
+    pub pod_resources: Option<PodResources>,
+}
+
+/// Pod-level resources as UpdatePodSandboxResources gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResources {
+    pub overhead: Option<Resources>,
+    pub resources: Option<Resources>,
 }
 
 pub struct Sandbox {
