@@ -390,7 +390,10 @@ impl Containerd {
 
     /// Put something that exists already under `lease`, so the garbage collector cannot
     /// take it before the image that needs it is recorded. Best effort.
-    pub(crate) async fn lease_resource(&self, lease: &str, kind: &str, id: &str) {
+    /// Add a resource to a lease; true when containerd took it. Resources are leased before
+    /// they are looked at, so one found present cannot be collected (e.g. by a concurrent
+    /// RemoveImage) before the image that needs it is recorded.
+    pub(crate) async fn lease_resource(&self, lease: &str, kind: &str, id: &str) -> bool {
         let resource = api::Resource {
             id: id.to_string(),
             r#type: kind.to_string(),
@@ -402,8 +405,12 @@ impl Containerd {
                 resource: Some(resource),
             }))
             .await;
-        if let Err(status) = result {
-            tracing::debug!(lease, kind, id, error = %status, "could not add a resource to the lease");
+        match result {
+            Ok(_) => true,
+            Err(status) => {
+                tracing::debug!(lease, kind, id, error = %status, "could not add a resource to the lease");
+                false
+            }
         }
     }
 
@@ -516,19 +523,20 @@ impl Containerd {
         let chain = chain_ids(diff_ids);
         let mut parent = String::new();
         for (layer, chain_id) in layers.iter().zip(&chain) {
-            let exists = self
-                .snapshots()
-                .stat(self.req(snap::StatSnapshotRequest {
-                    snapshotter: SNAPSHOTTER.into(),
-                    key: chain_id.clone(),
-                }))
-                .await
-                .is_ok();
-            if exists {
-                // Held by the lease until the image that needs it is recorded.
-                self.lease_resource(lease, &format!("snapshots/{SNAPSHOTTER}"), chain_id)
-                    .await;
-            } else {
+            let leased = self
+                .lease_resource(lease, &format!("snapshots/{SNAPSHOTTER}"), chain_id)
+                .await;
+            let exists = leased
+                && self
+                    .snapshots()
+                    .stat(self.req(snap::StatSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: chain_id.clone(),
+                    }))
+                    .await
+                    .is_ok();
+            // An existing one is held by the lease until the image that needs it is recorded.
+            if !exists {
                 self.apply_layer(lease, layer, &parent, chain_id).await?;
             }
             parent = chain_id.clone();

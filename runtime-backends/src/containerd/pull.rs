@@ -747,9 +747,11 @@ impl Containerd {
             )));
         }
         for layer in &remote.layers {
-            if self.content_exists(&layer.digest).await? {
+            // Leased first: a layer found present stays present until the image is recorded.
+            if self.lease_resource(lease, "content", &layer.digest).await
+                && self.content_exists(&layer.digest).await?
+            {
                 tracing::debug!(image = name, layer = %layer.digest, "layer already present");
-                self.lease_resource(lease, "content", &layer.digest).await;
                 continue;
             }
             self.download_layer(

@@ -342,6 +342,22 @@ impl Crius {
         }
     }
 
+    /// Did the kernel's OOM killer kill a process in the container's cgroup?
+    fn killed_by_oom(&self, container: &Container) -> bool {
+        let (Some(layout), Some(cgroups_path)) =
+            (&self.cgroup_layout, container.meta.cgroups_path.as_deref())
+        else {
+            return false;
+        };
+        let Ok(path) = self.cgroups.filesystem_path(cgroups_path) else {
+            return false;
+        };
+        crate::cgroups::read_stats(layout, &path)
+            .ok()
+            .and_then(|stats| stats.oom_kill_count)
+            .is_some_and(|kills| kills > 0)
+    }
+
     /// Record a container's exit (from an event, a wait or recovery). Idempotent.
     pub(crate) async fn handle_container_exit(
         &self,
@@ -350,6 +366,11 @@ impl Crius {
     ) -> Result<()> {
         if container.status().state == ContainerState::Exited {
             return Ok(());
+        }
+        // containerd's TaskOOM event may come after TaskExit: a killed container's cgroup
+        // (still there until the task is deleted) says whether the OOM killer did it.
+        if exit.exit_code != 0 && !container.status().oom_killed && self.killed_by_oom(container) {
+            container.update(|s| s.oom_killed = true);
         }
         // The task is deleted so its shim goes away; the exit status lives on in the store.
         let deleted = self.backend.delete_task(&container.meta.id).await;
