@@ -8,6 +8,7 @@ use anyhow::{ensure, Context, Result};
 use conformance::harness::containerd::{Containerd, ContainerdOptions};
 use conformance::harness::crius::Crius;
 use conformance::harness::images::Images;
+use conformance::harness::pods;
 use conformance::runner::connect;
 use cri_api::v1 as cri;
 use cri_api::v1::image_service_client::ImageServiceClient;
@@ -67,15 +68,7 @@ impl Env {
 
     async fn run_sandbox(&mut self, name: &str) -> Result<(String, cri::PodSandboxConfig)> {
         let config = self.sandbox_config(name);
-        let id = self
-            .rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
+        let id = pods::run_pod(&mut self.rt, &config).await?;
         Ok((id, config))
     }
 
@@ -729,16 +722,7 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         .into_inner();
     assert_eq!(exec.exit_code, 0);
 
-    env.rt
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await?;
-    env.rt
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await?;
+    pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
 
     // Nothing of ours is left: containers, tasks, snapshots, mounts, cgroups.
     assert!(env
@@ -800,15 +784,7 @@ async fn user_namespace_pod_maps_root_to_the_given_host_range() -> Result<()> {
         }),
         ..Default::default()
     });
-    let sandbox = env
-        .rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let sandbox = pods::run_pod(&mut env.rt, &config).await?;
     // The pod's network namespace is the pause process's own (it belongs to the pod's user
     // namespace) and CNI attached it: the pod has an address on the test bridge.
     let ip = env
@@ -917,15 +893,6 @@ async fn user_namespace_pod_maps_root_to_the_given_host_range() -> Result<()> {
     let status = refused.err().context("an idmapped mount was accepted")?;
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("/data"), "{status:?}");
-    env.rt
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await?;
-    env.rt
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox,
-        })
-        .await?;
+    pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use conformance::harness::containerd::{Containerd, ContainerdOptions, NetworkInfo};
 use conformance::harness::crius::Crius;
 use conformance::harness::images::Images;
+use conformance::harness::pods;
 use conformance::harness::util::mounts_under;
 use conformance::runner::connect;
 use cri_api::v1 as cri;
@@ -64,45 +65,15 @@ fn count_entries(dir: &Path) -> usize {
 
 impl Env {
     fn pod_config(&self, name: &str) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.to_string(),
-                uid: format!("uid-{name}"),
-                namespace: "net".to_string(),
-                attempt: 0,
-            }),
-            hostname: format!("host-{name}"),
-            log_directory: self.logs.path().join(name).display().to_string(),
-            labels: HashMap::from([("app".to_string(), name.to_string())]),
-            linux: Some(cri::LinuxPodSandboxConfig::default()),
-            ..Default::default()
-        }
+        pods::pod_config(name, "net", self.logs.path())
     }
 
     async fn run_pod(&mut self, config: &cri::PodSandboxConfig) -> Result<String, tonic::Status> {
-        Ok(self
-            .rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id)
+        pods::run_pod(&mut self.rt, config).await
     }
 
     async fn remove_pod(&mut self, id: &str) -> Result<()> {
-        self.rt
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: id.to_string(),
-            })
-            .await?;
-        self.rt
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: id.to_string(),
-            })
-            .await?;
-        Ok(())
+        Ok(pods::stop_and_remove_pod(&mut self.rt, id).await?)
     }
 
     async fn start(
@@ -112,54 +83,13 @@ impl Env {
         name: &str,
         script: &str,
     ) -> Result<String> {
-        let container = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: name.to_string(),
-                attempt: 0,
-            }),
-            image: Some(cri::ImageSpec {
-                image: BUSYBOX.to_string(),
-                ..Default::default()
-            }),
-            command: vec!["sh".into(), "-c".into(), script.to_string()],
-            log_path: format!("{name}.log"),
-            linux: Some(cri::LinuxContainerConfig::default()),
-            ..Default::default()
-        };
-        let id = self
-            .rt
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.to_string(),
-                config: Some(container),
-                sandbox_config: Some(config.clone()),
-            })
-            .await?
-            .into_inner()
-            .container_id;
-        self.rt
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await?;
-        Ok(id)
+        let container = pods::container_config(name, BUSYBOX, &["sh", "-c", script]);
+        Ok(pods::create_and_start(&mut self.rt, sandbox, config, container).await?)
     }
 
     async fn exec(&mut self, container: &str, script: &str) -> Result<(i32, String)> {
-        let out = self
-            .rt
-            .exec_sync(cri::ExecSyncRequest {
-                container_id: container.to_string(),
-                cmd: vec!["sh".into(), "-c".into(), script.to_string()],
-                timeout: 20,
-            })
-            .await?
-            .into_inner();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((out.exit_code, text))
+        let (code, stdout, stderr) = pods::exec_sh(&mut self.rt, container, script, 20).await?;
+        Ok((code, format!("{stdout}{stderr}")))
     }
 
     async fn pod_network(&mut self, id: &str) -> Result<cri::PodSandboxNetworkStatus> {

@@ -9,6 +9,7 @@ use anyhow::{ensure, Context, Result};
 use conformance::harness::containerd::{Containerd, ContainerdOptions};
 use conformance::harness::crius::Crius;
 use conformance::harness::images::{self, Images};
+use conformance::harness::pods;
 use conformance::harness::registry::{Registry, REGISTRY_PASSWORD, REGISTRY_USER};
 use conformance::runner::connect;
 use cri_api::v1 as cri;
@@ -146,75 +147,18 @@ impl Env {
 
     /// Run a pod with one container per image (`sleep`), ExecSync `true` in each, tear down.
     async fn run_in_pod(&mut self, name: &str, image_list: &[&str]) -> Result<()> {
-        let config = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.to_string(),
-                uid: format!("uid-{name}"),
-                namespace: "default".to_string(),
-                attempt: 0,
-            }),
-            log_directory: self.logs.path().join(name).display().to_string(),
-            linux: Some(cri::LinuxPodSandboxConfig::default()),
-            ..Default::default()
-        };
-        let sandbox = self
-            .rt
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await?
-            .into_inner()
-            .pod_sandbox_id;
+        let config = pods::pod_config(name, "default", self.logs.path());
+        let sandbox = pods::run_pod(&mut self.rt, &config).await?;
         for (i, image) in image_list.iter().enumerate() {
-            let container = cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata {
-                    name: format!("c{i}"),
-                    attempt: 0,
-                }),
-                image: spec(image),
-                command: vec!["sleep".into(), "3600".into()],
-                log_path: format!("c{i}.log"),
-                linux: Some(cri::LinuxContainerConfig::default()),
-                ..Default::default()
-            };
-            let id = self
-                .rt
-                .create_container(cri::CreateContainerRequest {
-                    pod_sandbox_id: sandbox.clone(),
-                    config: Some(container),
-                    sandbox_config: Some(config.clone()),
-                })
+            let mut container = pods::container_config(&format!("c{i}"), image, &["sleep", "3600"]);
+            container.image = spec(image);
+            let id = pods::create_and_start(&mut self.rt, &sandbox, &config, container)
                 .await
-                .with_context(|| format!("creating a container from {image}"))?
-                .into_inner()
-                .container_id;
-            self.rt
-                .start_container(cri::StartContainerRequest {
-                    container_id: id.clone(),
-                })
-                .await?;
-            let exec = self
-                .rt
-                .exec_sync(cri::ExecSyncRequest {
-                    container_id: id.clone(),
-                    cmd: vec!["true".into()],
-                    timeout: 10,
-                })
-                .await?
-                .into_inner();
-            ensure!(exec.exit_code == 0, "ExecSync true in {image}: {exec:?}");
+                .with_context(|| format!("running a container from {image}"))?;
+            let (code, stdout, stderr) = pods::exec_sh(&mut self.rt, &id, "true", 10).await?;
+            ensure!(code == 0, "ExecSync true in {image}: {stdout}{stderr}");
         }
-        self.rt
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.clone(),
-            })
-            .await?;
-        self.rt
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: sandbox,
-            })
-            .await?;
+        pods::stop_and_remove_pod(&mut self.rt, &sandbox).await?;
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ pub mod containerd;
 pub mod crius;
 pub mod dockerd;
 pub mod images;
+pub mod pods;
 pub mod registry;
 pub mod util;
 
