@@ -52,52 +52,14 @@ impl Histogram {
 /// Every method's histogram, created once so recording never takes a lock.
 pub fn histograms() -> &'static HashMap<&'static str, Histogram> {
     static ALL: OnceLock<HashMap<&'static str, Histogram>> = OnceLock::new();
-    ALL.get_or_init(|| METHODS.iter().map(|&m| (m, Histogram::default())).collect())
+    ALL.get_or_init(|| {
+        cri_api::RUNTIME_SERVICE
+            .iter()
+            .chain(cri_api::IMAGE_SERVICE)
+            .map(|&m| (m, Histogram::default()))
+            .collect()
+    })
 }
-
-pub const METHODS: &[&str] = &[
-    "Version",
-    "RunPodSandbox",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-    "PodSandboxStatus",
-    "ListPodSandbox",
-    "StreamPodSandboxes",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "ListContainers",
-    "StreamContainers",
-    "ContainerStatus",
-    "UpdateContainerResources",
-    "ReopenContainerLog",
-    "ExecSync",
-    "Exec",
-    "Attach",
-    "PortForward",
-    "ContainerStats",
-    "ListContainerStats",
-    "StreamContainerStats",
-    "PodSandboxStats",
-    "ListPodSandboxStats",
-    "StreamPodSandboxStats",
-    "UpdateRuntimeConfig",
-    "Status",
-    "CheckpointContainer",
-    "GetContainerEvents",
-    "ListMetricDescriptors",
-    "ListPodSandboxMetrics",
-    "StreamPodSandboxMetrics",
-    "RuntimeConfig",
-    "UpdatePodSandboxResources",
-    "ListImages",
-    "StreamImages",
-    "ImageStatus",
-    "PullImage",
-    "RemoveImage",
-    "ImageFsInfo",
-];
 
 /// Run one RPC inside its span, timing it and mapping its error to a gRPC status.
 pub async fn call<T, F>(method: &'static str, work: F) -> Result<tonic::Response<T>, tonic::Status>

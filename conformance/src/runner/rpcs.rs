@@ -1,56 +1,11 @@
-//! Every CRI v1 RPC, for the coverage report (a unit test keeps this list equal to the
-//! `rpc` lines of `cri-api/proto/api.proto`).
+//! Every CRI v1 RPC, for the coverage report (a unit test keeps the lists in `cri-api` equal
+//! to the `rpc` lines of `cri-api/proto/api.proto`).
 
 use std::collections::BTreeMap;
 
 use super::Case;
 
-pub const RUNTIME_SERVICE: &[&str] = &[
-    "Version",
-    "RunPodSandbox",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-    "PodSandboxStatus",
-    "ListPodSandbox",
-    "StreamPodSandboxes",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "ListContainers",
-    "StreamContainers",
-    "ContainerStatus",
-    "UpdateContainerResources",
-    "ReopenContainerLog",
-    "ExecSync",
-    "Exec",
-    "Attach",
-    "PortForward",
-    "ContainerStats",
-    "ListContainerStats",
-    "StreamContainerStats",
-    "PodSandboxStats",
-    "ListPodSandboxStats",
-    "StreamPodSandboxStats",
-    "UpdateRuntimeConfig",
-    "Status",
-    "CheckpointContainer",
-    "GetContainerEvents",
-    "ListMetricDescriptors",
-    "ListPodSandboxMetrics",
-    "StreamPodSandboxMetrics",
-    "RuntimeConfig",
-    "UpdatePodSandboxResources",
-];
-
-pub const IMAGE_SERVICE: &[&str] = &[
-    "ListImages",
-    "StreamImages",
-    "ImageStatus",
-    "PullImage",
-    "RemoveImage",
-    "ImageFsInfo",
-];
+pub use cri_api::{IMAGE_SERVICE, RUNTIME_SERVICE};
 
 /// All RPCs, runtime service first.
 pub fn all() -> impl Iterator<Item = &'static str> {
