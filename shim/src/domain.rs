@@ -105,6 +105,9 @@ pub struct SandboxSecurity {
     pub seccomp: Option<SecurityProfile>,
     pub apparmor: Option<SecurityProfile>,
     pub supplemental_groups_policy: SupplementalGroupsPolicy,
+    /// `user:role:type:level` from the CRI `selinux_options`; `None` when none was given.
+    #[serde(default)]
+    pub selinux_label: Option<String>,
 }
 
 /// Resource limits (CRI `LinuxContainerResources`).
@@ -190,6 +193,9 @@ pub struct ContainerSecurity {
     pub readonly_paths: Vec<String>,
     pub seccomp: Option<SecurityProfile>,
     pub apparmor: Option<SecurityProfile>,
+    /// `user:role:type:level` from the CRI `selinux_options`; `None` when none was given.
+    #[serde(default)]
+    pub selinux_label: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

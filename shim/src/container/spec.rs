@@ -507,6 +507,14 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
         .set_uid(user.uid)
         .set_gid(user.gid)
         .set_additional_gids(Some(user.additional_gids));
+    // The container's own label, else the pod's.
+    let selinux_label = crate::security::selinux_label_for(
+        security
+            .selinux_label
+            .as_ref()
+            .or(input.sandbox.security.selinux_label.as_ref()),
+        input.host,
+    );
     let mut process = empty_process();
     process
         .set_terminal(Some(config.tty))
@@ -517,6 +525,7 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
         .set_capabilities(Some(caps.to_oci()?))
         .set_no_new_privileges(Some(security.no_new_privs))
         .set_apparmor_profile(apparmor)
+        .set_selinux_label(selinux_label.clone())
         .set_oom_score_adj(
             config
                 .resources
@@ -556,6 +565,7 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
     };
 
     let mut linux = empty_linux();
+    linux.set_mount_label(selinux_label);
     linux
         .set_namespaces(Some(namespaces))
         .set_resources(Some(resources))
@@ -1652,5 +1662,27 @@ mod tests {
             exec_process(original, Vec::new(), false),
             Err(SpecError::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn selinux_label_applies_where_selinux_is_enabled_and_pod_label_is_the_default() {
+        let mut f = Fixture::new();
+        f.sandbox.security.selinux_label = Some("system_u:system_r:pod_t:s0:c1,c2".to_string());
+        // No SELinux on the node: nothing to enforce, nothing set (runc would fail on it).
+        let spec = f.build().unwrap();
+        assert_eq!(process(&spec).selinux_label(), &None);
+        assert_eq!(spec.linux().as_ref().unwrap().mount_label(), &None);
+        // SELinux enabled: the pod's label, unless the container names its own.
+        f.host.selinux_enabled = true;
+        let spec = f.build().unwrap();
+        let pod_label = Some("system_u:system_r:pod_t:s0:c1,c2".to_string());
+        assert_eq!(process(&spec).selinux_label(), &pod_label);
+        assert_eq!(spec.linux().as_ref().unwrap().mount_label(), &pod_label);
+        f.config.security.selinux_label = Some("u:r:own_t:s0".to_string());
+        let spec = f.build().unwrap();
+        assert_eq!(
+            process(&spec).selinux_label().as_deref(),
+            Some("u:r:own_t:s0")
+        );
     }
 }

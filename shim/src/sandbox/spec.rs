@@ -121,6 +121,8 @@ pub fn build_sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec, SpecErro
     };
     let id_mappings = userns::pod_user_namespace(namespaces.userns.as_ref())?;
 
+    let selinux_label =
+        crate::security::selinux_label_for(security.selinux_label.as_ref(), input.host);
     let mut process = empty_process();
     let mut oci_user = User::default();
     oci_user
@@ -134,6 +136,7 @@ pub fn build_sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec, SpecErro
         .set_capabilities(Some(caps.to_oci()?))
         .set_no_new_privileges(Some(true))
         .set_apparmor_profile(apparmor)
+        .set_selinux_label(selinux_label.clone())
         .set_oom_score_adj(Some(clamp_oom_score_adj(
             SANDBOX_OOM_SCORE_ADJ,
             input.oom_score_adj_floor,
@@ -169,6 +172,7 @@ pub fn build_sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec, SpecErro
         .set_cpu(Some(cpu));
 
     let mut linux = empty_linux();
+    linux.set_mount_label(selinux_label);
     linux
         .set_namespaces(Some(ns))
         .set_resources(Some(resources))

@@ -19,6 +19,8 @@ pub struct HostSecurity {
     pub cgroups: HostCgroupFeatures,
     /// Where device nodes for `devices` and privileged containers are looked up.
     pub devices: HostDevices,
+    /// SELinux is enabled (`<sys>/fs/selinux/enforce` exists): labels are applied.
+    pub selinux_enabled: bool,
 }
 
 /// cgroup facts that change which resource fields runc accepts on this node.
@@ -83,6 +85,7 @@ impl HostSecurity {
             seccomp_enabled,
             cgroups: HostCgroupFeatures::detect(&sys_root.join("fs/cgroup")),
             devices: HostDevices::new(sys_root.parent().unwrap_or(Path::new("/")).join("dev")),
+            selinux_enabled: sys_root.join("fs/selinux/enforce").exists(),
         }
     }
 }

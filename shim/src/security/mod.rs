@@ -73,6 +73,20 @@ pub fn clamp_oom_score_adj(requested: i64, floor: i64) -> i32 {
     i32::try_from(clamped).unwrap_or(if clamped < 0 { -1000 } else { 1000 })
 }
 
+/// The SELinux label for a process and its mounts: the requested one where SELinux is
+/// enabled; none where it is not (nothing could enforce it, and runc fails on a label it
+/// cannot set), as containerd does.
+pub fn selinux_label_for(requested: Option<&String>, host: &HostSecurity) -> Option<String> {
+    match requested {
+        Some(label) if host.selinux_enabled => Some(label.clone()),
+        Some(label) => {
+            tracing::debug!(label = %label, "SELinux is not enabled on this node: label not applied");
+            None
+        }
+        None => None,
+    }
+}
+
 /// A node like the ones crius is tested on: no CAP_SYS_RESOURCE, no AppArmor, seccomp,
 /// cgroup v1 with swap accounting and no v1 hugetlb controller, a few devices.
 #[cfg(test)]
@@ -85,6 +99,7 @@ pub(crate) fn test_host() -> HostSecurity {
             .collect(),
         apparmor: AppArmorHost::default(),
         seccomp_enabled: true,
+        selinux_enabled: false,
         cgroups: HostCgroupFeatures {
             unified: false,
             memory_swap: true,

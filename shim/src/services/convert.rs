@@ -39,6 +39,16 @@ pub fn namespace_mode_to_cri(mode: NamespaceMode) -> i32 {
     }
 }
 
+/// CRI `SELinuxOption` as the `user:role:type:level` label runc applies; `None` when every
+/// part is empty.
+fn selinux_label(o: cri::SeLinuxOption) -> Option<String> {
+    let parts = [o.user, o.role, o.r#type, o.level];
+    if parts.iter().all(String::is_empty) {
+        return None;
+    }
+    Some(parts.join(":"))
+}
+
 fn id_mappings(list: Vec<cri::IdMapping>) -> Vec<IdMapping> {
     list.into_iter()
         .map(|m| IdMapping {
@@ -242,6 +252,7 @@ impl TryFrom<cri::RunPodSandboxRequest> for SandboxConfig {
             seccomp: profile("seccomp", sc.seccomp, &sc.seccomp_profile_path)?,
             apparmor: profile("apparmor", sc.apparmor, "")?,
             supplemental_groups_policy: groups_policy(sc.supplemental_groups_policy)?,
+            selinux_label: sc.selinux_options.and_then(selinux_label),
         };
         let mut port_mappings = Vec::new();
         for p in config.port_mappings {
@@ -398,6 +409,7 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
             readonly_paths: sc.readonly_paths,
             seccomp: profile("seccomp", sc.seccomp, &sc.seccomp_profile_path)?,
             apparmor: profile("apparmor", sc.apparmor, &apparmor_legacy)?,
+            selinux_label: sc.selinux_options.and_then(selinux_label),
         };
         Ok(ContainerConfig {
             metadata: ContainerMetadata {
