@@ -232,6 +232,13 @@ impl Network {
     /// Make the sandbox's namespace and attach it to the network. On failure everything
     /// done so far is undone (DEL, namespace removed) before the error is returned.
     pub async fn setup(&self, id: &str, config: &SandboxConfig) -> Result<PodNetwork> {
+        let path = self.create_netns(id).await?;
+        self.attach(id, config, path).await
+    }
+
+    /// The sandbox's network namespace, pinned at [`Network::netns_path`], `lo` up; not yet
+    /// attached to any network (see [`Network::attach`]).
+    pub async fn create_netns(&self, id: &str) -> Result<PathBuf> {
         let path = self.netns_path(id);
         let make = path.clone();
         tokio::task::spawn_blocking(move || netns::create(&make))
@@ -240,7 +247,7 @@ impl Network {
             .map_err(|e| {
                 Error::internal(format!("creating network namespace {}", path.display()), e)
             })?;
-        self.attach(id, config, path).await
+        Ok(path)
     }
 
     /// Like [`Network::setup`] for a namespace that already exists (`source`, the pause
@@ -262,7 +269,14 @@ impl Network {
         self.attach(id, config, path).await
     }
 
-    async fn attach(&self, id: &str, config: &SandboxConfig, path: PathBuf) -> Result<PodNetwork> {
+    /// Attach the namespace pinned at `path` to the network (CNI ADD). On failure the
+    /// attachment and the namespace are undone before the error is returned.
+    pub async fn attach(
+        &self,
+        id: &str,
+        config: &SandboxConfig,
+        path: PathBuf,
+    ) -> Result<PodNetwork> {
         let cidr = self.pod_cidr();
         let runtime_config = match args::runtime_config(config, Some(&cidr)) {
             Ok(c) => c,

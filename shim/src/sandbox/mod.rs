@@ -137,11 +137,13 @@ impl Crius {
             .as_ref()
             .is_some_and(|u| u.mode == NamespaceMode::Pod);
         let network_after_start = own_userns && !host_network;
-        let mut pod_network = if host_network || network_after_start {
-            crate::network::PodNetwork::default()
+        // The namespace comes first; CNI ADD on it and the pause container, which only needs
+        // it to exist, then go ahead together.
+        let netns = if host_network || network_after_start {
+            None
         } else {
             rollback.network = true;
-            self.network.setup(id, &config).await?
+            Some(self.network.create_netns(id).await?)
         };
 
         let cgroups_path = self
@@ -152,8 +154,7 @@ impl Crius {
             config: &config,
             cgroups_path: cgroups_path.clone(),
             pause_args: image_command(&image.config),
-            netns_path: (!host_network && !network_after_start)
-                .then(|| pod_network.netns_path.clone()),
+            netns_path: netns.as_ref().map(|p| p.display().to_string()),
             oom_score_adj_floor: self.oom_score_adj_floor,
             host: &self.host,
         })?;
@@ -161,21 +162,35 @@ impl Crius {
         labels.insert(LABEL_KIND.to_string(), "sandbox".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), id.to_string());
         rollback.container = true;
-        self.backend
-            .create_container(CreateContainer {
-                id: id.to_string(),
-                image_id: image.id.clone(),
-                image_name: self.pause_image.clone(),
-                spec,
-                labels,
-                systemd_cgroup: self.cgroups.is_systemd(),
-            })
-            .await?;
-        let started = self
-            .backend
-            .start_task(id, &state.join("io"), false)
-            .await?;
+        let pause = async {
+            self.backend
+                .create_container(CreateContainer {
+                    id: id.to_string(),
+                    image_id: image.id.clone(),
+                    image_name: self.pause_image.clone(),
+                    spec,
+                    labels,
+                    systemd_cgroup: self.cgroups.is_systemd(),
+                })
+                .await?;
+            let started: Result<_> = Ok(self
+                .backend
+                .start_task(id, &state.join("io"), false)
+                .await?);
+            started
+        };
+        let attach = async {
+            match &netns {
+                Some(path) => self.network.attach(id, &config, path.clone()).await,
+                None => Ok(crate::network::PodNetwork::default()),
+            }
+        };
+        // Both finish before either error is returned: the rollback then undoes a complete
+        // step, never one still running.
+        let (started, attached) = tokio::join!(pause, attach);
+        let started = started?;
         drain(started.io);
+        let mut pod_network = attached?;
         if network_after_start {
             rollback.network = true;
             let own = PathBuf::from(format!("/proc/{}/ns/net", started.pid));
