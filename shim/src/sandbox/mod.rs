@@ -188,9 +188,19 @@ impl Crius {
         // Both finish before either error is returned: the rollback then undoes a complete
         // step, never one still running.
         let (started, attached) = tokio::join!(pause, attach);
+        // A failed ADD removes the namespace, which can make the pause start fail in turn:
+        // the network error is the cause to report.
+        let mut pod_network = match attached {
+            Ok(network) => network,
+            Err(e) => {
+                if let Ok(started) = started {
+                    drain(started.io);
+                }
+                return Err(e);
+            }
+        };
         let started = started?;
         drain(started.io);
-        let mut pod_network = attached?;
         if network_after_start {
             rollback.network = true;
             let own = PathBuf::from(format!("/proc/{}/ns/net", started.pid));
