@@ -80,35 +80,14 @@ impl Env {
         command: &[&str],
         resources: Option<cri::LinuxContainerResources>,
     ) -> Result<String> {
-        let config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: name.to_string(),
-                attempt: 0,
-            }),
-            image: Some(cri::ImageSpec {
-                image: BUSYBOX.to_string(),
-                ..Default::default()
-            }),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            labels: HashMap::from([("container".to_string(), name.to_string())]),
-            annotations: HashMap::from([("c-note".to_string(), "x".to_string())]),
-            linux: Some(cri::LinuxContainerConfig {
-                resources,
-                security_context: None,
-            }),
-            ..Default::default()
-        };
-        Ok(self
-            .rt
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.to_string(),
-                config: Some(config),
-                sandbox_config: Some(sandbox_config.clone()),
-            })
-            .await?
-            .into_inner()
-            .container_id)
+        let mut config = pods::container_config(name, BUSYBOX, command);
+        config.labels = HashMap::from([("container".to_string(), name.to_string())]);
+        config.annotations = HashMap::from([("c-note".to_string(), "x".to_string())]);
+        config.linux = Some(cri::LinuxContainerConfig {
+            resources,
+            security_context: None,
+        });
+        Ok(pods::create(&mut self.rt, sandbox, sandbox_config, config).await?)
     }
 
     async fn status(&mut self, id: &str) -> Result<cri::ContainerStatus> {

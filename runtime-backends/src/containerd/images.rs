@@ -35,6 +35,15 @@ pub(crate) struct ImageCache {
 }
 
 /// The OCI architecture name of this node.
+/// The entry of an image index (OCI index or Docker manifest list) for this node's platform.
+pub(crate) fn platform_manifest(index: &Value) -> Option<&Value> {
+    let arch = node_architecture();
+    index["manifests"].as_array()?.iter().find(|m| {
+        m["platform"]["os"].as_str() == Some("linux")
+            && m["platform"]["architecture"].as_str() == Some(arch)
+    })
+}
+
 pub fn node_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -177,21 +186,13 @@ impl Containerd {
                     target.digest
                 ))
             })?;
-            let arch = node_architecture();
-            let chosen = index["manifests"]
-                .as_array()
-                .and_then(|list| {
-                    list.iter().find(|m| {
-                        m["platform"]["os"].as_str() == Some("linux")
-                            && m["platform"]["architecture"].as_str() == Some(arch)
-                    })
-                })
-                .ok_or_else(|| {
-                    BackendError::FailedPrecondition(format!(
-                        "image index {} has no manifest for linux/{arch}",
-                        target.digest
-                    ))
-                })?;
+            let chosen = platform_manifest(&index).ok_or_else(|| {
+                BackendError::FailedPrecondition(format!(
+                    "image index {} has no manifest for linux/{}",
+                    target.digest,
+                    node_architecture()
+                ))
+            })?;
             manifest_desc = Descriptor {
                 media_type: chosen["mediaType"]
                     .as_str()

@@ -33,8 +33,8 @@ use oci_client::{Client, Reference};
 use serde_json::Value;
 
 use super::images::{
-    chain_ids, node_architecture, parse_config, repository_of, sha256_digest, MEDIA_DOCKER_LIST,
-    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    chain_ids, node_architecture, parse_config, platform_manifest, repository_of, sha256_digest,
+    MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use super::{map_status, Containerd, SNAPSHOTTER};
 use crate::{
@@ -637,20 +637,12 @@ impl Containerd {
         };
         let (manifest, manifest_digest, manifest_json) =
             if top_type == MEDIA_OCI_INDEX || top_type == MEDIA_DOCKER_LIST {
-                let arch = node_architecture();
-                let chosen = top_json["manifests"]
-                    .as_array()
-                    .and_then(|list| {
-                        list.iter().find(|m| {
-                            m["platform"]["os"].as_str() == Some("linux")
-                                && m["platform"]["architecture"].as_str() == Some(arch)
-                        })
-                    })
-                    .ok_or_else(|| {
-                        BackendError::FailedPrecondition(format!(
-                            "pulling {name}: the image index has no manifest for linux/{arch}"
-                        ))
-                    })?;
+                let chosen = platform_manifest(&top_json).ok_or_else(|| {
+                    BackendError::FailedPrecondition(format!(
+                        "pulling {name}: the image index has no manifest for linux/{}",
+                        node_architecture()
+                    ))
+                })?;
                 let desc = descriptor(chosen, "index entry")?;
                 let mut platform_ref = Reference::with_digest(
                     target.registry().to_string(),
