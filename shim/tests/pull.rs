@@ -82,6 +82,26 @@ fn spec(image: &str) -> Option<cri::ImageSpec> {
     })
 }
 
+/// What a container of a test image must find in its root filesystem: a shell command and
+/// its exact output. The layered image shows overwrites, a whiteout and an opaque directory
+/// applied; the large one, its 50 MiB file intact.
+fn rootfs_check(image: &str) -> (&'static str, &'static str) {
+    if image.contains("/crius/layers") {
+        (
+            "cd /layers && find . | sort && cat a c d dir/y",
+            ".\n./a\n./c\n./d\n./dir\n./dir/y\n\
+             a from layer 3\nc from layer 3\nd from layer 5\ny from layer 4\n",
+        )
+    } else if image.contains("/crius/large") {
+        (
+            "sha256sum -c /large/blob.bin.sha256",
+            "/large/blob.bin: OK\n",
+        )
+    } else {
+        ("true", "")
+    }
+}
+
 fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Status {
     match result {
         Ok(v) => panic!("expected an error, got {v:?}"),
@@ -145,7 +165,8 @@ impl Env {
             .collect())
     }
 
-    /// Run a pod with one container per image (`sleep`), ExecSync `true` in each, tear down.
+    /// Run a pod with one container per image (`sleep`), ExecSync its [`rootfs_check`] in
+    /// each, tear down.
     async fn run_in_pod(&mut self, name: &str, image_list: &[&str]) -> Result<()> {
         let config = pods::pod_config(name, "default", self.logs.path());
         let sandbox = pods::run_pod(&mut self.rt, &config).await?;
@@ -155,8 +176,13 @@ impl Env {
             let id = pods::create_and_start(&mut self.rt, &sandbox, &config, container)
                 .await
                 .with_context(|| format!("running a container from {image}"))?;
-            let (code, stdout, stderr) = pods::exec_sh(&mut self.rt, &id, "true", 10).await?;
-            ensure!(code == 0, "ExecSync true in {image}: {stdout}{stderr}");
+            let (script, expected) = rootfs_check(image);
+            let (code, stdout, stderr) = pods::exec_sh(&mut self.rt, &id, script, 30).await?;
+            ensure!(
+                code == 0 && stdout == expected,
+                "ExecSync {script:?} in {image}: exit {code}, stdout {stdout:?} (expected \
+                 {expected:?}), stderr {stderr:?}"
+            );
         }
         pods::stop_and_remove_pod(&mut self.rt, &sandbox).await?;
         Ok(())
@@ -175,7 +201,7 @@ async fn pull_by_tag_digest_index_and_mirror_then_run_and_remove() -> Result<()>
     images.push(&registry, images::LAYERS, "crius/layers:1")?;
     let mirror =
         format!("[registry]\nmirrors = {{ \"registry.invalid\" = [\"http://{addr}\"] }}\n");
-    let mut env = env(&[], Some(&mirror)).await?;
+    let mut env = env(&["--log-level", "debug"], Some(&mirror)).await?;
 
     // By tag.
     let busybox = images.image(images::BUSYBOX)?;
@@ -282,6 +308,15 @@ async fn pull_by_tag_digest_index_and_mirror_then_run_and_remove() -> Result<()>
         &[&tag, &multi_tag, &user_tag, &layers_tag, mirrored],
     )
     .await?;
+    // Every layer was written into its snapshot while it downloaded (busybox, the user
+    // layer, the four layers of the layered image), not by containerd's Diff service.
+    let streamed = env
+        .crius
+        .log()?
+        .lines()
+        .filter(|l| l.contains("layer applied while downloading"))
+        .count();
+    assert_eq!(streamed, 6, "layers applied while downloading");
 
     // RemoveImage by tag, by id, by digest; again is fine.
     env.img
@@ -467,6 +502,7 @@ async fn pull_errors_are_distinct_and_leave_nothing_behind() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let content_before = env.ctr_lines(&["content", "ls", "-q"])?;
+    let snapshots_before = env.ctr_lines(&["snapshots", "ls"])?;
 
     let wrong = cri::AuthConfig {
         username: REGISTRY_USER.into(),
@@ -543,6 +579,12 @@ async fn pull_errors_are_distinct_and_leave_nothing_behind() -> Result<()> {
 
     let content_after = env.ctr_lines(&["content", "ls", "-q"])?;
     assert_eq!(content_after, content_before, "no new blobs");
+    // The layer being written into its snapshot while it streamed: that snapshot goes too.
+    assert_eq!(
+        env.ctr_lines(&["snapshots", "ls"])?,
+        snapshots_before,
+        "no new snapshots"
+    );
     for digest in large
         .layers
         .iter()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use containerd_client::services::v1 as api;
 use containerd_client::services::v1::snapshots as snap;
-use containerd_client::types::Descriptor;
+use containerd_client::types::{Descriptor, Mount};
 use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,6 @@ pub(crate) struct ImageCache {
     by_target: Mutex<HashMap<String, Resolved>>,
 }
 
-/// The OCI architecture name of this node.
 /// The entry of an image index (OCI index or Docker manifest list) for this node's platform.
 pub(crate) fn platform_manifest(index: &Value) -> Option<&Value> {
     let arch = node_architecture();
@@ -44,6 +43,14 @@ pub(crate) fn platform_manifest(index: &Value) -> Option<&Value> {
     })
 }
 
+/// A layer whose uncompressed content is not the diff id the image config lists.
+pub(crate) fn diff_id_mismatch(layer: &str, expected: &str, got: &str) -> BackendError {
+    BackendError::InvalidArgument(format!(
+        "layer {layer} unpacks to {got}, but the image config lists diff id {expected}"
+    ))
+}
+
+/// The OCI architecture name of this node.
 pub fn node_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -389,8 +396,6 @@ impl Containerd {
         }
     }
 
-    /// Put something that exists already under `lease`, so the garbage collector cannot
-    /// take it before the image that needs it is recorded. Best effort.
     /// Add a resource to a lease; true when containerd took it. Resources are leased before
     /// they are looked at, so one found present cannot be collected (e.g. by a concurrent
     /// RemoveImage) before the image that needs it is recorded.
@@ -523,35 +528,40 @@ impl Containerd {
         }
         let chain = chain_ids(diff_ids);
         let mut parent = String::new();
-        for (layer, chain_id) in layers.iter().zip(&chain) {
-            let leased = self
-                .lease_resource(lease, &format!("snapshots/{SNAPSHOTTER}"), chain_id)
-                .await;
-            let exists = leased
-                && self
-                    .snapshots()
-                    .stat(self.req(snap::StatSnapshotRequest {
-                        snapshotter: SNAPSHOTTER.into(),
-                        key: chain_id.clone(),
-                    }))
-                    .await
-                    .is_ok();
+        for ((layer, diff_id), chain_id) in layers.iter().zip(diff_ids).zip(&chain) {
             // An existing one is held by the lease until the image that needs it is recorded.
-            if !exists {
-                self.apply_layer(lease, layer, &parent, chain_id).await?;
+            if !self.snapshot_present(lease, chain_id).await {
+                self.apply_layer(lease, layer, diff_id, &parent, chain_id)
+                    .await?;
             }
             parent = chain_id.clone();
         }
         Ok(parent)
     }
 
-    async fn apply_layer(
+    /// Whether the committed snapshot `chain_id` exists. It is leased first, so one found
+    /// present stays until the image that needs it is recorded.
+    pub(crate) async fn snapshot_present(&self, lease: &str, chain_id: &str) -> bool {
+        self.lease_resource(lease, &format!("snapshots/{SNAPSHOTTER}"), chain_id)
+            .await
+            && self
+                .snapshots()
+                .stat(self.req(snap::StatSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: chain_id.to_string(),
+                }))
+                .await
+                .is_ok()
+    }
+
+    /// An active snapshot on `parent` to extract the layer `chain_id` into: its key and
+    /// mounts.
+    pub(crate) async fn prepare_extraction(
         &self,
         lease: &str,
-        layer: &Descriptor,
         parent: &str,
         chain_id: &str,
-    ) -> Result<()> {
+    ) -> Result<(String, Vec<Mount>)> {
         let key = format!("extract-{}-{chain_id}", rand::random::<u32>());
         let mounts = self
             .snapshots()
@@ -568,6 +578,34 @@ impl Containerd {
             .map_err(|s| map_status(s, "snapshot", &key))?
             .into_inner()
             .mounts;
+        Ok((key, mounts))
+    }
+
+    /// Apply a layer from the content store with the Diff service, checking that what it
+    /// applied is `diff_id`.
+    async fn apply_layer(
+        &self,
+        lease: &str,
+        layer: &Descriptor,
+        diff_id: &str,
+        parent: &str,
+        chain_id: &str,
+    ) -> Result<()> {
+        let (key, mounts) = self.prepare_extraction(lease, parent, chain_id).await?;
+        self.apply_prepared(lease, layer, diff_id, &key, mounts, chain_id)
+            .await
+    }
+
+    /// [`apply_layer`](Self::apply_layer) into an extraction snapshot already prepared.
+    pub(crate) async fn apply_prepared(
+        &self,
+        lease: &str,
+        layer: &Descriptor,
+        diff_id: &str,
+        key: &str,
+        mounts: Vec<Mount>,
+        chain_id: &str,
+    ) -> Result<()> {
         let applied = self
             .diff()
             .apply(self.leased_req(
@@ -580,17 +618,34 @@ impl Containerd {
                 lease,
             )?)
             .await;
-        if let Err(status) = applied {
-            self.remove_snapshot(&key).await;
-            return Err(map_status(status, "layer", &layer.digest));
+        let applied = match applied {
+            Ok(response) => response.into_inner().applied.map(|d| d.digest),
+            Err(status) => {
+                self.remove_snapshot(key).await;
+                return Err(map_status(status, "layer", &layer.digest));
+            }
+        };
+        if let Some(digest) = applied.filter(|d| d != diff_id) {
+            self.remove_snapshot(key).await;
+            return Err(diff_id_mismatch(&layer.digest, diff_id, &digest));
         }
+        self.commit_extraction(lease, key, chain_id).await
+    }
+
+    /// Commit an extraction snapshot under its chain id; it is removed if that fails.
+    pub(crate) async fn commit_extraction(
+        &self,
+        lease: &str,
+        key: &str,
+        chain_id: &str,
+    ) -> Result<()> {
         let committed = self
             .snapshots()
             .commit(self.leased_req(
                 snap::CommitSnapshotRequest {
                     snapshotter: SNAPSHOTTER.into(),
                     name: chain_id.to_string(),
-                    key: key.clone(),
+                    key: key.to_string(),
                     labels: HashMap::new(),
                 },
                 lease,
@@ -600,11 +655,11 @@ impl Containerd {
             Ok(_) => Ok(()),
             // Another unpack of the same layer won the race; its snapshot serves us too.
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
-                self.remove_snapshot(&key).await;
+                self.remove_snapshot(key).await;
                 Ok(())
             }
             Err(status) => {
-                self.remove_snapshot(&key).await;
+                self.remove_snapshot(key).await;
                 Err(map_status(status, "snapshot", chain_id))
             }
         }

@@ -3,6 +3,7 @@
 //! Everything crius creates lives in its own containerd namespace (default `crius`), so it
 //! can run beside containerd's built-in CRI (`k8s.io`) on the same daemon.
 
+mod apply;
 mod containers;
 mod events;
 mod fifo;

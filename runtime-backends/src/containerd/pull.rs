@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use containerd_client::services::v1 as api;
 use containerd_client::types::Descriptor;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -31,10 +32,12 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
+use super::apply::{self, ChannelReader, Compression, Root};
 use super::images::{
-    chain_ids, node_architecture, parse_config, platform_manifest, repository_of, sha256_digest,
-    MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    chain_ids, diff_id_mismatch, node_architecture, parse_config, platform_manifest, repository_of,
+    sha256_digest, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use super::{map_status, Containerd, SNAPSHOTTER};
 use crate::{
@@ -65,17 +68,25 @@ const MANIFEST_ACCEPT: [&str; 4] = [
 ];
 /// Size of one `Content.Write` message.
 const CHUNK: usize = 1 << 20;
+/// Chunks queued between the download and the layer applier.
+const APPLY_QUEUE: usize = 256;
 /// Pull progress is logged (debug) every this many bytes of a layer.
 const LOG_EVERY: u64 = 8 << 20;
 const ENGINE: &str = "registry";
 
 type SharedPull = Shared<BoxFuture<'static, Result<ImageRecord, Arc<BackendError>>>>;
 
-/// Pulls in flight, by normalised reference.
+/// Pulls in flight, by normalised reference, and the registry clients they reuse.
 #[derive(Default)]
 pub(crate) struct InFlight {
     pulls: Mutex<HashMap<String, SharedPull>>,
+    /// Registry clients by endpoint, CA and credentials: a client keeps its connections and
+    /// bearer tokens between pulls, and only ever serves the credentials it was made for.
+    clients: Mutex<HashMap<[u8; 32], Client>>,
 }
+
+/// Registry clients kept at most; past this the cache starts over.
+const MAX_CLIENTS: usize = 64;
 
 /// Bytes received and when the last ones arrived; the watchdog reads it.
 struct Progress {
@@ -243,7 +254,65 @@ fn registry_auth(credentials: Option<&RegistryCredentials>) -> Result<RegistryAu
     Ok(RegistryAuth::Anonymous)
 }
 
-fn client_for(endpoint: &Endpoint, ca_file: Option<&Path>) -> Result<Client> {
+/// The key of a cached client: everything that makes two clients differ.
+fn client_key(endpoint: &Endpoint, ca: Option<&[u8]>, auth: &RegistryAuth) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(endpoint.host.as_bytes());
+    field(&[u8::from(endpoint.plain_http), u8::from(endpoint.mirror)]);
+    field(ca.unwrap_or_default());
+    match auth {
+        RegistryAuth::Anonymous => field(b"anonymous"),
+        RegistryAuth::Basic(user, password) => {
+            field(b"basic");
+            field(user.as_bytes());
+            field(password.as_bytes());
+        }
+        RegistryAuth::Bearer(token) => {
+            field(b"bearer");
+            field(token.as_bytes());
+        }
+    }
+    hasher.finalize().into()
+}
+
+impl InFlight {
+    /// A client for `endpoint` with `auth`, reused when one was made for exactly these.
+    fn client(
+        &self,
+        endpoint: &Endpoint,
+        ca_file: Option<&Path>,
+        auth: &RegistryAuth,
+    ) -> Result<Client> {
+        let ca = ca_file
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    BackendError::io(
+                        format!("reading CA file {} for {}", path.display(), endpoint.host),
+                        e,
+                    )
+                })
+            })
+            .transpose()?;
+        let key = client_key(endpoint, ca.as_deref(), auth);
+        if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(client);
+        }
+        let client = new_client(endpoint, ca)?;
+        if let Ok(mut clients) = self.clients.lock() {
+            if clients.len() >= MAX_CLIENTS {
+                clients.clear();
+            }
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+}
+
+fn new_client(endpoint: &Endpoint, ca: Option<Vec<u8>>) -> Result<Client> {
     init_tls();
     let mut config = ClientConfig {
         protocol: if endpoint.plain_http {
@@ -255,13 +324,7 @@ fn client_for(endpoint: &Endpoint, ca_file: Option<&Path>) -> Result<Client> {
         connect_timeout: Some(Duration::from_secs(30)),
         ..ClientConfig::default()
     };
-    if let Some(path) = ca_file {
-        let data = std::fs::read(path).map_err(|e| {
-            BackendError::io(
-                format!("reading CA file {} for {}", path.display(), endpoint.host),
-                e,
-            )
-        })?;
+    if let Some(data) = ca {
         config.extra_root_certificates.push(Certificate {
             encoding: CertificateEncoding::Pem,
             data,
@@ -567,19 +630,16 @@ impl Containerd {
         let all = endpoints(&registry, &request.registry);
         let mut last_error = None;
         for (i, endpoint) in all.iter().enumerate() {
-            let client = client_for(
-                endpoint,
-                request
-                    .registry
-                    .ca_files
-                    .get(&endpoint.host)
-                    .map(|p| p.as_path()),
-            )?;
+            let auth = registry_auth(credentials_for(request, endpoint, &registry))?;
+            let ca_file = request.registry.ca_files.get(&endpoint.host);
+            let client = self
+                .inner
+                .pulls
+                .client(endpoint, ca_file.map(|p| p.as_path()), &auth)?;
             let mut target = reference.clone();
             if endpoint.mirror {
                 target.set_mirror_registry(endpoint.host.clone());
             }
-            let auth = registry_auth(credentials_for(request, endpoint, &registry))?;
             progress.touch();
             match self
                 .fetch_manifests(&client, &target, &auth, endpoint, name, progress)
@@ -738,58 +798,89 @@ impl Containerd {
                 diff_ids.len()
             )));
         }
-        for layer in &remote.layers {
-            // Leased first: a layer found present stays present until the image is recorded.
-            if self.lease_resource(lease, "content", &layer.digest).await
-                && self.content_exists(&layer.digest).await?
-            {
-                tracing::debug!(image = name, layer = %layer.digest, "layer already present");
-                continue;
-            }
-            self.download_layer(
-                lease, client, target, auth, endpoint, name, layer, progress, ingests,
-            )
-            .await?;
-        }
-
         let chain = chain_ids(&diff_ids);
-        let mut config_labels = HashMap::new();
-        if let Some(top) = chain.last() {
-            config_labels.insert(
-                format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
-                top.clone(),
-            );
-        }
-        let config_blob = Blob {
-            media_type: remote.config_desc.media_type.clone(),
-            data: config_raw,
+        // The layers, and meanwhile the config, manifest and index with their GC labels (the
+        // lease holds them all until the image is named).
+        let layers = async {
+            let mut parent = String::new();
+            for ((layer, diff_id), chain_id) in remote.layers.iter().zip(&diff_ids).zip(&chain) {
+                let fetch = LayerFetch {
+                    lease,
+                    client,
+                    target,
+                    auth,
+                    endpoint,
+                    name,
+                    layer,
+                    progress,
+                    ingests,
+                };
+                // Both are leased before they are looked at: what is found present stays until
+                // the image is recorded.
+                let have_snapshot = self.snapshot_present(lease, chain_id).await;
+                let have_content = self.lease_resource(lease, "content", &layer.digest).await
+                    && self.content_exists(&layer.digest).await?;
+                match (have_content, have_snapshot) {
+                    (true, true) => {
+                        tracing::debug!(image = name, layer = %layer.digest, "layer already present");
+                    }
+                    (false, true) => {
+                        self.download_layer(&fetch, None).await?;
+                    }
+                    (true, false) => {
+                        progress.touch();
+                        let (key, mounts) =
+                            self.prepare_extraction(lease, &parent, chain_id).await?;
+                        self.apply_prepared(lease, layer, diff_id, &key, mounts, chain_id)
+                            .await?;
+                    }
+                    (false, false) => {
+                        self.download_and_apply(&fetch, diff_id, &parent, chain_id)
+                            .await?;
+                    }
+                }
+                progress.touch();
+                parent = chain_id.clone();
+            }
+            Ok::<(), BackendError>(())
         };
-        self.write_blob(lease, &config_blob, config_labels).await?;
-        let mut manifest_labels = HashMap::new();
-        manifest_labels.insert(
-            "containerd.io/gc.ref.content.config".to_string(),
-            remote.config_desc.digest.clone(),
-        );
-        for (i, layer) in remote.layers.iter().enumerate() {
+        let metadata = async {
+            let mut config_labels = HashMap::new();
+            if let Some(top) = chain.last() {
+                config_labels.insert(
+                    format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                    top.clone(),
+                );
+            }
+            let config_blob = Blob {
+                media_type: remote.config_desc.media_type.clone(),
+                data: config_raw,
+            };
+            self.write_blob(lease, &config_blob, config_labels).await?;
+            let mut manifest_labels = HashMap::new();
             manifest_labels.insert(
-                format!("containerd.io/gc.ref.content.l.{i}"),
-                layer.digest.clone(),
+                "containerd.io/gc.ref.content.config".to_string(),
+                remote.config_desc.digest.clone(),
             );
-        }
-        self.write_blob(lease, &remote.manifest, manifest_labels)
-            .await?;
-        if remote.top_digest != remote.manifest_digest {
-            let mut index_labels = HashMap::new();
-            index_labels.insert(
-                "containerd.io/gc.ref.content.m.0".to_string(),
-                remote.manifest_digest.clone(),
-            );
-            self.write_blob(lease, &remote.top, index_labels).await?;
-        }
-
-        progress.touch();
-        self.unpack(lease, &remote.layers, &diff_ids).await?;
-        progress.touch();
+            for (i, layer) in remote.layers.iter().enumerate() {
+                manifest_labels.insert(
+                    format!("containerd.io/gc.ref.content.l.{i}"),
+                    layer.digest.clone(),
+                );
+            }
+            self.write_blob(lease, &remote.manifest, manifest_labels)
+                .await?;
+            if remote.top_digest != remote.manifest_digest {
+                let mut index_labels = HashMap::new();
+                index_labels.insert(
+                    "containerd.io/gc.ref.content.m.0".to_string(),
+                    remote.manifest_digest.clone(),
+                );
+                self.write_blob(lease, &remote.top, index_labels).await?;
+            }
+            Ok::<(), BackendError>(())
+        };
+        tokio::try_join!(layers, metadata)?;
 
         let top_desc = Descriptor {
             media_type: remote.top.media_type.clone(),
@@ -815,20 +906,129 @@ impl Containerd {
             })
     }
 
-    /// Stream one layer from the registry into the content store, verifying its digest.
-    #[allow(clippy::too_many_arguments)]
+    /// Download a layer and, for the overlayfs snapshotter, write it into its snapshot from
+    /// the same stream (see [`super::apply`]); otherwise download, then apply with the Diff
+    /// service. The snapshot is committed as `chain_id` only if what was written hashes to
+    /// `diff_id`.
+    async fn download_and_apply(
+        &self,
+        fetch: &LayerFetch<'_>,
+        diff_id: &str,
+        parent: &str,
+        chain_id: &str,
+    ) -> Result<()> {
+        let layer = fetch.layer;
+        if Compression::of(&layer.media_type) == Some(Compression::None) && layer.digest != diff_id
+        {
+            // The uncompressed stream is the blob: its digest is the diff id.
+            return Err(diff_id_mismatch(&layer.digest, diff_id, &layer.digest));
+        }
+        let (key, mounts) = self
+            .prepare_extraction(fetch.lease, parent, chain_id)
+            .await?;
+        let direct = Compression::of(&layer.media_type).zip(Root::from_mounts(&mounts));
+        let Some((compression, root)) = direct else {
+            if let Err(err) = self.download_layer(fetch, None).await {
+                self.remove_snapshot(&key).await;
+                return Err(err);
+            }
+            return self
+                .apply_prepared(fetch.lease, layer, diff_id, &key, mounts, chain_id)
+                .await;
+        };
+        let started = Instant::now();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(APPLY_QUEUE);
+        let applying = tokio::task::spawn_blocking(move || {
+            let applied = apply::apply_layer(ChannelReader::new(rx), compression, &root);
+            (applied, started.elapsed())
+        });
+        let fed = self.download_layer(fetch, Some(tx)).await;
+        let downloaded = started.elapsed();
+        let (applied, apply_time) = match applying.await {
+            Ok((applied, took)) => (Ok(applied), took),
+            Err(join) => (Err(join), started.elapsed()),
+        };
+        let fed = match fed {
+            Ok(fed) => fed,
+            Err(err) => {
+                self.remove_snapshot(&key).await;
+                return Err(err);
+            }
+        };
+        match applied {
+            // A hashed stream must be the diff id; an unhashed (uncompressed) one is the blob
+            // the content store just checked, if it all got there.
+            Ok(Ok(applied))
+                if applied.diff_id.as_deref() == Some(diff_id)
+                    || (applied.diff_id.is_none() && fed == Fed::Complete) =>
+            {
+                self.commit_extraction(fetch.lease, &key, chain_id).await?;
+                tracing::debug!(
+                    image = fetch.name,
+                    layer = %layer.digest,
+                    bytes = applied.bytes,
+                    stored_ms = downloaded.as_millis(),
+                    applied_ms = apply_time.as_millis(),
+                    committed_ms = started.elapsed().as_millis(),
+                    "layer applied while downloading"
+                );
+                Ok(())
+            }
+            // Another pull stored the blob first and the stream stopped early: apply what it
+            // stored instead.
+            _ if fed == Fed::ContentExisted => {
+                self.remove_snapshot(&key).await;
+                let (key, mounts) = self
+                    .prepare_extraction(fetch.lease, parent, chain_id)
+                    .await?;
+                self.apply_prepared(fetch.lease, layer, diff_id, &key, mounts, chain_id)
+                    .await
+            }
+            Ok(Ok(applied)) => {
+                self.remove_snapshot(&key).await;
+                let got = applied.diff_id.unwrap_or_else(|| layer.digest.clone());
+                Err(diff_id_mismatch(&layer.digest, diff_id, &got))
+            }
+            Ok(Err(err)) => {
+                self.remove_snapshot(&key).await;
+                let context = format!("pulling {}: applying layer {}", fetch.name, layer.digest);
+                Err(if err.kind() == std::io::ErrorKind::InvalidData {
+                    BackendError::InvalidArgument(format!("{context}: {err}"))
+                } else {
+                    BackendError::Io {
+                        context,
+                        source: err,
+                    }
+                })
+            }
+            Err(join) => {
+                self.remove_snapshot(&key).await;
+                Err(BackendError::Io {
+                    context: format!("pulling {}: applying layer {}", fetch.name, layer.digest),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Stream one layer from the registry into the content store, verifying its digest, and
+    /// into `sink` when given.
     async fn download_layer(
         &self,
-        lease: &str,
-        client: &Client,
-        target: &Reference,
-        auth: &RegistryAuth,
-        endpoint: &Endpoint,
-        name: &str,
-        layer: &Descriptor,
-        progress: &Progress,
-        ingests: &Mutex<Vec<String>>,
-    ) -> Result<()> {
+        fetch: &LayerFetch<'_>,
+        sink: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    ) -> Result<Fed> {
+        let LayerFetch {
+            lease,
+            client,
+            target,
+            auth,
+            endpoint,
+            name,
+            layer,
+            progress,
+            ingests,
+        } = *fetch;
         let digest = layer.digest.clone();
         let mut stream = client
             .pull_blob_stream(target, digest.as_str())
@@ -866,6 +1066,12 @@ impl Containerd {
                 if let Some(chunk) = &chunk {
                     progress.add(chunk.len());
                     buffer.extend_from_slice(chunk);
+                    if let Some(sink) = &sink {
+                        if sink.send(chunk.clone()).await.is_err() {
+                            // The applier stopped reading; its error says why.
+                            return Ok(Fed::SinkClosed);
+                        }
+                    }
                 }
                 if buffer.len() >= CHUNK || (chunk.is_none() && !buffer.is_empty()) {
                     let data = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK));
@@ -891,6 +1097,8 @@ impl Containerd {
                     break;
                 }
             }
+            // The applier sees the end of the stream.
+            drop(sink);
             // The digest is checked by containerd: its content writer hashes what it
             // stores and refuses to commit under `expected` when they differ.
             if offset != total {
@@ -909,17 +1117,23 @@ impl Containerd {
             };
             tx.send(commit).await.map_err(|_| closed())?;
             drop(tx);
-            Ok(())
+            Ok(Fed::Complete)
         };
         tokio::pin!(writer);
         tokio::pin!(feeder);
-        let mut fed = false;
+        let mut fed = None;
         loop {
             tokio::select! {
                 written = &mut writer => {
+                    if fed == Some(Fed::SinkClosed) {
+                        // The ingest was left open; the applier's error is the one to report.
+                        return Ok(Fed::SinkClosed);
+                    }
                     return match written {
                         // Another pull committed the same blob first.
-                        Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+                        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                            Ok(Fed::ContentExisted)
+                        }
                         Err(status) if status.message().contains("unexpected commit digest") => {
                             Err(BackendError::InvalidArgument(format!(
                                 "pulling {name}: layer digest mismatch: {}",
@@ -927,17 +1141,43 @@ impl Containerd {
                             )))
                         }
                         Err(status) => Err(map_status(status, "content", &layer.digest)),
-                        Ok(()) if fed => Ok(()),
-                        Ok(()) => feeder.await,
+                        Ok(()) => match fed {
+                            Some(fed) => Ok(fed),
+                            None => feeder.await,
+                        },
                     };
                 }
-                result = &mut feeder, if !fed => {
-                    result?;
-                    fed = true;
+                result = &mut feeder, if fed.is_none() => {
+                    fed = Some(result?);
                 }
             }
         }
     }
+}
+
+/// How far a layer's stream went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fed {
+    /// All of it reached the content store (committed) and the sink.
+    Complete,
+    /// The content store had the blob already (another pull was first); the stream stopped.
+    ContentExisted,
+    /// The sink stopped taking bytes.
+    SinkClosed,
+}
+
+/// Where one layer comes from and what its download reports to.
+#[derive(Clone, Copy)]
+struct LayerFetch<'a> {
+    lease: &'a str,
+    client: &'a Client,
+    target: &'a Reference,
+    auth: &'a RegistryAuth,
+    endpoint: &'a Endpoint,
+    name: &'a str,
+    layer: &'a Descriptor,
+    progress: &'a Progress,
+    ingests: &'a Mutex<Vec<String>>,
 }
 
 fn media_type_of(manifest: &Value) -> String {
