@@ -9,6 +9,7 @@
 mod measure;
 mod pull;
 mod target;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -15,6 +15,8 @@ use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::wire;
 use tower::service_fn;
 
 use crate::measure::Latencies;
@@ -52,6 +54,8 @@ async fn channel(endpoint: &str) -> Result<Channel> {
 pub struct Clients {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
+    /// For the `(wire)` calls.
+    pub channel: Channel,
 }
 
 impl Clients {
@@ -59,7 +63,8 @@ impl Clients {
         let channel = channel(endpoint).await?;
         Ok(Clients {
             rt: runtime_client(channel.clone()),
-            img: image_client(channel),
+            img: image_client(channel.clone()),
+            channel,
         })
     }
 }
@@ -397,13 +402,16 @@ pub async fn remove_pod(clients: &Clients, id: &str) -> Result<()> {
 }
 
 /// The read-only calls kubelet makes, measured one at a time.
-pub const HOT_READS: [&str; 13] = [
+/// `(wire)`: timed to the answer's last byte, not decoded (see `wire.rs`).
+pub const HOT_READS: [&str; 15] = [
     "Version",
     "Status",
     "RuntimeConfig",
     "ListPodSandbox",
+    "ListPodSandbox(wire)",
     "PodSandboxStatus",
     "ListContainers",
+    "ListContainers(wire)",
     "ListContainers(pod)",
     "ContainerStatus",
     "ListImages",
@@ -466,6 +474,22 @@ pub async fn read(
         "ListContainers" => drop(
             rt.list_containers(cri::ListContainersRequest { filter: None })
                 .await?,
+        ),
+        "ListPodSandbox(wire)" => drop(
+            wire::call(
+                &clients.channel,
+                "/runtime.v1.RuntimeService/ListPodSandbox",
+                cri::ListPodSandboxRequest { filter: None },
+            )
+            .await?,
+        ),
+        "ListContainers(wire)" => drop(
+            wire::call(
+                &clients.channel,
+                "/runtime.v1.RuntimeService/ListContainers",
+                cri::ListContainersRequest { filter: None },
+            )
+            .await?,
         ),
         "ListContainers(pod)" => {
             let filter = cri::ContainerFilter {

@@ -1,12 +1,16 @@
 //! CRI v1 bindings (`runtime.v1`), as of Kubernetes 1.36.
 //!
-//! Generated at build time from `proto/api.proto`. No logic lives here.
+//! Generated at build time from `proto/api.proto`, but for `ListContainersResponse`, which
+//! is written by hand in [`listing`] so servers can send containers encoded once.
 
 /// Package `runtime.v1`: the RuntimeService and ImageService with every message.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
+    pub use crate::listing::{EncodedContainer, ListContainersResponse};
 }
+
+pub mod listing;
 
 /// Every RuntimeService RPC by name, in `api.proto` order.
 pub const RUNTIME_SERVICE: &[&str] = &[

@@ -184,49 +184,91 @@ pub fn status(
     })
 }
 
-pub fn list(
-    crius: &Crius,
-    request: cri::ListContainersRequest,
-) -> Result<cri::ListContainersResponse> {
-    let filter = request.filter.unwrap_or_default();
-    let snapshot = crius.store.containers.snapshot();
-    let mut containers = Vec::with_capacity(snapshot.len());
-    let mut consider = |container: &Container| {
+/// The containers a ListContainers filter selects, with their current CRI state.
+fn select(crius: &Crius, filter: Option<cri::ContainerFilter>) -> Vec<(Arc<Container>, i32)> {
+    let filter = filter.unwrap_or_default();
+    let keep = |container: &Container| -> Option<i32> {
         if !filter.pod_sandbox_id.is_empty()
             && !container
                 .meta
                 .sandbox_id
                 .starts_with(&filter.pod_sandbox_id)
         {
-            return;
+            return None;
         }
         let state = state(container);
         if filter.state.as_ref().is_some_and(|s| s.state != state) {
-            return;
+            return None;
         }
         if !matches_selector(&container.meta.config.labels, &filter.label_selector) {
-            return;
+            return None;
         }
-        let meta = &container.meta;
-        containers.push(cri::Container {
-            id: meta.id.clone(),
-            pod_sandbox_id: meta.sandbox_id.clone(),
-            metadata: Some(metadata(container)),
-            image: Some(image_spec(container)),
-            image_ref: meta.image_ref.clone(),
-            state,
-            created_at: meta.created_at,
-            labels: to_map(&meta.config.labels),
-            annotations: to_map(&meta.config.annotations),
-            image_id: meta.image_id.clone(),
-        });
+        Some(state)
     };
     if filter.id.is_empty() {
-        snapshot.values().for_each(|c| consider(c));
-    } else if let Some(container) = crius.store.containers.get(&filter.id) {
-        consider(&container);
+        let snapshot = crius.store.containers.snapshot();
+        snapshot
+            .values()
+            .filter_map(|c| keep(c).map(|state| (c.clone(), state)))
+            .collect()
+    } else {
+        crius
+            .store
+            .containers
+            .get(&filter.id)
+            .and_then(|c| keep(&c).map(|state| (c, state)))
+            .into_iter()
+            .collect()
     }
-    Ok(cri::ListContainersResponse { containers })
+}
+
+fn listed(container: &Container, state: i32) -> cri::Container {
+    let meta = &container.meta;
+    cri::Container {
+        id: meta.id.clone(),
+        pod_sandbox_id: meta.sandbox_id.clone(),
+        metadata: Some(metadata(container)),
+        image: Some(image_spec(container)),
+        image_ref: meta.image_ref.clone(),
+        state,
+        created_at: meta.created_at,
+        labels: to_map(&meta.config.labels),
+        annotations: to_map(&meta.config.annotations),
+        image_id: meta.image_id.clone(),
+    }
+}
+
+/// ListContainers: each container is encoded once (at its first listing) and then sent
+/// from those bytes with its current state, so a full list costs a copy, not a build and
+/// an encode of every container.
+pub fn list(
+    crius: &Crius,
+    request: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse> {
+    let encoded = select(crius, request.filter)
+        .into_iter()
+        .map(|(container, state)| {
+            container
+                .listed
+                .get_or_init(|| cri::EncodedContainer::new(&listed(&container, 0)))
+                .with_state(state)
+        })
+        .collect();
+    Ok(cri::ListContainersResponse {
+        containers: Vec::new(),
+        encoded,
+    })
+}
+
+/// The same selection as [`list`], decoded (StreamContainers sends it in chunks).
+pub fn list_decoded(
+    crius: &Crius,
+    filter: Option<cri::ContainerFilter>,
+) -> Vec<cri::Container> {
+    select(crius, filter)
+        .into_iter()
+        .map(|(container, state)| listed(&container, state))
+        .collect()
 }
 
 pub async fn update_resources(

@@ -171,8 +171,8 @@ impl RuntimeService for Cri {
     ) -> Answer<Self::StreamContainersStream> {
         call("StreamContainers", async {
             let filter = r.into_inner().filter;
-            let list = container::list(&self.crius, cri::ListContainersRequest { filter })?;
-            Ok(chunked(list.containers, |containers| {
+            let list = container::list_decoded(&self.crius, filter);
+            Ok(chunked(list, |containers| {
                 cri::StreamContainersResponse { containers }
             }))
         })

@@ -236,6 +236,9 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// The log writer, while crius copies the container's output.
     pub log: Mutex<Option<Arc<crate::logs::LogFile>>>,
+    /// The container as ListContainers sends it, encoded at its first listing (all of it is
+    /// fixed at creation but its state, which is sent apart).
+    pub listed: std::sync::OnceLock<cri_api::v1::EncodedContainer>,
 }
 
 impl Container {
@@ -245,6 +248,7 @@ impl Container {
             status: ArcSwap::from_pointee(status),
             op: tokio::sync::Mutex::new(()),
             log: Mutex::new(None),
+            listed: std::sync::OnceLock::new(),
         }
     }
     pub fn status(&self) -> Arc<ContainerStatus> {
