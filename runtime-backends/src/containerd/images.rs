@@ -442,6 +442,9 @@ impl Containerd {
         labels: HashMap<String, String>,
     ) -> Result<String> {
         let digest = sha256_digest(&blob.data);
+        // Leased before it is looked at: a blob found present (say, left by an image just
+        // removed) cannot be collected before the image that needs it is named.
+        self.lease_resource(lease, "content", &digest).await;
         if self.content_exists(&digest).await? {
             if !labels.is_empty() {
                 let info = api::Info {

@@ -261,10 +261,7 @@ pub fn list(
 }
 
 /// The same selection as [`list`], decoded (StreamContainers sends it in chunks).
-pub fn list_decoded(
-    crius: &Crius,
-    filter: Option<cri::ContainerFilter>,
-) -> Vec<cri::Container> {
+pub fn list_decoded(crius: &Crius, filter: Option<cri::ContainerFilter>) -> Vec<cri::Container> {
     select(crius, filter)
         .into_iter()
         .map(|(container, state)| listed(&container, state))

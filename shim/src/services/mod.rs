@@ -172,8 +172,8 @@ impl RuntimeService for Cri {
         call("StreamContainers", async {
             let filter = r.into_inner().filter;
             let list = container::list_decoded(&self.crius, filter);
-            Ok(chunked(list, |containers| {
-                cri::StreamContainersResponse { containers }
+            Ok(chunked(list, |containers| cri::StreamContainersResponse {
+                containers,
             }))
         })
         .await
