@@ -238,6 +238,9 @@ fn listed(container: &Container, state: i32) -> cri::Container {
     }
 }
 
+/// A list this long leaves buffers of hundreds of KiB behind (see `memory.rs`).
+const LARGE_LIST: usize = 256;
+
 /// ListContainers: each container is encoded once (at its first listing) and then sent
 /// from those bytes with its current state, so a full list costs a copy, not a build and
 /// an encode of every container.
@@ -253,7 +256,10 @@ pub fn list(
                 .get_or_init(|| cri::EncodedContainer::new(&listed(&container, 0)))
                 .with_state(state)
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if encoded.len() >= LARGE_LIST {
+        crate::memory::note_large_answer();
+    }
     Ok(cri::ListContainersResponse {
         containers: Vec::new(),
         encoded,
