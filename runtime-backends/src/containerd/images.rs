@@ -586,7 +586,7 @@ impl Containerd {
 
     /// Apply a layer from the content store with the Diff service, checking that what it
     /// applied is `diff_id`.
-    async fn apply_layer(
+    pub(crate) async fn apply_layer(
         &self,
         lease: &str,
         layer: &Descriptor,

@@ -829,9 +829,7 @@ impl Containerd {
                     }
                     (true, false) => {
                         progress.touch();
-                        let (key, mounts) =
-                            self.prepare_extraction(lease, &parent, chain_id).await?;
-                        self.apply_prepared(lease, layer, diff_id, &key, mounts, chain_id)
+                        self.apply_layer(lease, layer, diff_id, &parent, chain_id)
                             .await?;
                     }
                     (false, false) => {
@@ -978,10 +976,7 @@ impl Containerd {
             // stored instead.
             _ if fed == Fed::ContentExisted => {
                 self.remove_snapshot(&key).await;
-                let (key, mounts) = self
-                    .prepare_extraction(fetch.lease, parent, chain_id)
-                    .await?;
-                self.apply_prepared(fetch.lease, layer, diff_id, &key, mounts, chain_id)
+                self.apply_layer(fetch.lease, layer, diff_id, parent, chain_id)
                     .await
             }
             Ok(Ok(applied)) => {
