@@ -59,6 +59,9 @@ struct Args {
     /// Pods populated in parallel.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Measure only these hot reads (names as in the table, comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Ratios are taken against this endpoint (default: `containerd` if present, else the last).
     #[arg(long)]
     reference: Option<String>,
@@ -132,6 +135,12 @@ fn clock_ticks() -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(unknown) = args.only.iter().find(|o| !HOT_READS.contains(&o.as_str())) {
+        bail!(
+            "--only: {unknown:?} is not a hot read; they are: {}",
+            HOT_READS.join(", ")
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -321,7 +330,10 @@ async fn measure_pulls(
 async fn measure_endpoint(args: &Args, t: &Target, n: usize, report: &mut Report) -> Result<()> {
     eprintln!("bench: {} at N={n}: reads", t.name);
     let snapshot = t.snapshot();
-    for rpc in HOT_READS {
+    for rpc in HOT_READS
+        .iter()
+        .filter(|rpc| args.only.is_empty() || args.only.iter().any(|o| o == *rpc))
+    {
         let (latencies, elapsed) =
             target::measure_read(&t.clients, &snapshot, rpc, args.duration).await;
         report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
