@@ -69,6 +69,17 @@ pub struct ListContainersResponse {
     pub containers: Vec<Container>,
     /// More containers, already encoded; sent after `containers`. Always empty after decoding.
     pub encoded: Vec<EncodedContainer>,
+    /// More containers as the bytes of an encoded `ListContainersResponse` (see
+    /// [`ListContainersResponse::to_bytes`]), e.g. a whole answer kept from an earlier call;
+    /// sent last. Always empty after decoding.
+    pub raw: Bytes,
+}
+
+impl ListContainersResponse {
+    /// This answer encoded, for [`ListContainersResponse::raw`] of later ones.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(prost::Message::encode_to_vec(self))
+    }
 }
 
 impl prost::Message for ListContainersResponse {
@@ -84,6 +95,7 @@ impl prost::Message for ListContainersResponse {
                 encoding::int32::encode(STATE_FIELD, &entry.state, buf);
             }
         }
+        buf.put_slice(&self.raw);
     }
 
     fn merge_field(
@@ -116,12 +128,13 @@ impl prost::Message for ListContainersResponse {
                 key + encoding::encoded_len_varint(len as u64) + len
             })
             .sum();
-        decoded + encoded
+        decoded + encoded + self.raw.len()
     }
 
     fn clear(&mut self) {
         self.containers.clear();
         self.encoded.clear();
+        self.raw.clear();
     }
 }
 
@@ -157,12 +170,17 @@ mod tests {
         let all: Vec<Container> = (0..8).map(|i| container(i, (i % 4) as i32)).collect();
         let plain = ListContainersResponse {
             containers: all.clone(),
-            encoded: Vec::new(),
+            ..Default::default()
         };
-        // Half plain, half pre-encoded (encoded in another state, then re-stated).
+        // A quarter plain, half pre-encoded (encoded in another state, then re-stated), a
+        // quarter as the bytes of an earlier answer.
+        let earlier = ListContainersResponse {
+            containers: all[6..].to_vec(),
+            ..Default::default()
+        };
         let mixed = ListContainersResponse {
-            containers: all[..4].to_vec(),
-            encoded: all[4..]
+            containers: all[..2].to_vec(),
+            encoded: all[2..6]
                 .iter()
                 .map(|c| {
                     EncodedContainer::new(&Container {
@@ -172,6 +190,7 @@ mod tests {
                     .with_state(c.state)
                 })
                 .collect(),
+            raw: earlier.to_bytes(),
         };
         let bytes = mixed.encode_to_vec();
         assert_eq!(bytes.len(), mixed.encoded_len());
@@ -179,5 +198,6 @@ mod tests {
         let decoded = ListContainersResponse::decode(&bytes[..]).unwrap();
         assert_eq!(decoded, plain);
         assert!(decoded.encoded.is_empty());
+        assert!(decoded.raw.is_empty());
     }
 }

@@ -194,7 +194,7 @@ macro_rules! shared_messages {
         $(
             impl Fill for ours::$name {
                 // `..Default::default()` covers what only our hand-written types have
-                // (`ListContainersResponse::encoded`, which never survives a decode).
+                // (`ListContainersResponse::encoded` and `raw`, which never survive a decode).
                 #[allow(unused_variables, clippy::needless_update)]
                 fn fill(g: &mut Gen) -> Self {
                     ours::$name {
@@ -633,8 +633,9 @@ where
     }
 }
 
-/// Containers sent pre-encoded (their state appended after the other fields) decode in
-/// k8s-cri exactly like containers encoded the usual way.
+/// Containers sent pre-encoded (their state appended after the other fields), alone or as a
+/// whole earlier answer's bytes, decode in k8s-cri exactly like containers encoded the usual
+/// way.
 #[test]
 fn pre_encoded_containers_decode_in_k8s_cri() {
     for pass in 0..PASSES {
@@ -647,14 +648,23 @@ fn pre_encoded_containers_decode_in_k8s_cri() {
             .collect();
         let plain = ours::ListContainersResponse {
             containers: containers.clone(),
-            encoded: Vec::new(),
+            ..Default::default()
         };
-        let pre = ours::ListContainersResponse {
-            containers: Vec::new(),
-            encoded: containers
+        // Half encoded one by one, half as the bytes of a whole earlier answer.
+        let earlier = ours::ListContainersResponse {
+            encoded: containers[2..]
                 .iter()
                 .map(|c| ours::EncodedContainer::new(c).with_state(c.state))
                 .collect(),
+            ..Default::default()
+        };
+        let pre = ours::ListContainersResponse {
+            containers: Vec::new(),
+            encoded: containers[..2]
+                .iter()
+                .map(|c| ours::EncodedContainer::new(c).with_state(c.state))
+                .collect(),
+            raw: earlier.to_bytes(),
         };
         let theirs_plain = theirs::ListContainersResponse::decode(plain.encode_to_vec().as_slice())
             .expect("plain decodes");

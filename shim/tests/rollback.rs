@@ -1,5 +1,6 @@
 //! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
-//! name is free again afterwards (DESIGN.md decision 5). No daemons needed.
+//! name is free again afterwards (DESIGN.md decision 5); that the kept ListContainers answer
+//! follows every change. No daemons needed.
 
 // Helpers here may panic: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -144,5 +145,82 @@ async fn a_failed_container_create_is_rolled_back() {
     assert!(crius.store.containers.get(&id).is_some());
     crius.remove_container(&id).await.unwrap();
     assert!(crius.store.containers.is_empty());
+    crius.remove_sandbox(&sandbox).await.unwrap();
+}
+
+/// Each container's state name as an unfiltered ListContainers answers, sorted by name, from
+/// the bytes a client would get.
+fn listed(crius: &Crius) -> Vec<(String, i32)> {
+    use prost::Message;
+    let answer =
+        shim::services::container::list(crius, cri_api::v1::ListContainersRequest::default())
+            .unwrap();
+    let decoded =
+        cri_api::v1::ListContainersResponse::decode(answer.encode_to_vec().as_slice()).unwrap();
+    let mut all: Vec<(String, i32)> = decoded
+        .containers
+        .into_iter()
+        .map(|c| (c.metadata.unwrap_or_default().name, c.state))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn the_kept_container_list_follows_every_change() {
+    use cri_api::v1::ContainerState::{ContainerCreated, ContainerExited, ContainerRunning};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    let sandbox = crius.run_sandbox(pod("l")).await.unwrap();
+    let config = |name: &str| ContainerConfig {
+        metadata: ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        },
+        image: "localhost/app:1".into(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let first = crius.create_container(&sandbox, config("a")).await.unwrap();
+    // Every answer is asked for twice: the second comes from the kept one.
+    let expect = |want: &[(&str, cri_api::v1::ContainerState)]| {
+        let want: Vec<(String, i32)> = want
+            .iter()
+            .map(|(name, state)| (name.to_string(), *state as i32))
+            .collect();
+        assert_eq!(listed(&crius), want);
+        assert_eq!(listed(&crius), want);
+    };
+    expect(&[("a", ContainerCreated)]);
+    let set = |id: &str, state| {
+        let container = crius.store.containers.get(id).unwrap();
+        container.update(|s| s.state = state);
+    };
+    set(&first, shim::store::ContainerState::Running);
+    expect(&[("a", ContainerRunning)]);
+    let second = crius.create_container(&sandbox, config("b")).await.unwrap();
+    expect(&[("a", ContainerRunning), ("b", ContainerCreated)]);
+    set(&first, shim::store::ContainerState::Exited);
+    expect(&[("a", ContainerExited), ("b", ContainerCreated)]);
+    crius.remove_container(&first).await.unwrap();
+    expect(&[("b", ContainerCreated)]);
+    // A filtered list is built afresh.
+    let running = shim::services::container::list(
+        &crius,
+        cri_api::v1::ListContainersRequest {
+            filter: Some(cri_api::v1::ContainerFilter {
+                state: Some(cri_api::v1::ContainerStateValue {
+                    state: ContainerRunning as i32,
+                }),
+                ..Default::default()
+            }),
+        },
+    )
+    .unwrap();
+    assert!(running.encoded.is_empty() && running.raw.is_empty());
+    crius.remove_container(&second).await.unwrap();
+    expect(&[]);
     crius.remove_sandbox(&sandbox).await.unwrap();
 }

@@ -46,6 +46,12 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
+            "An unfiltered ListContainers shows each change of state and the removal at once",
+            [ListContainers, StartContainer, RemoveContainer],
+            list_follows_changes
+        ),
+        case!(
+            G,
             "ListContainers filter by id returns only that container",
             [ListContainers],
             list_filter_id
@@ -488,6 +494,49 @@ async fn list_lists_new(ctx: Ctx) -> Result<Outcome> {
         item.created_at
     );
     ensure!(!item.image_ref.is_empty(), "listed image_ref is empty");
+    pass()
+}
+
+/// The state of `id` in an unfiltered list; `None` when it is not listed.
+async fn listed_state(ctx: &Ctx, id: &str) -> Result<Option<String>> {
+    let all = ctx.list_containers(cri::ContainerFilter::default()).await?;
+    Ok(all
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| container_state_name(c.state)))
+}
+
+/// Asks twice, so that a runtime keeping its last answer serves the second one from it.
+async fn ensure_listed_state(ctx: &Ctx, id: &str, want: Option<&str>, after: &str) -> Result<()> {
+    for _ in 0..2 {
+        let got = listed_state(ctx, id).await?;
+        ensure_eq!(
+            got.as_deref(),
+            want,
+            "unfiltered ListContainers after {after}"
+        );
+    }
+    Ok(())
+}
+
+async fn list_follows_changes(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let config = ctx.container_config(&sandbox, &["sh", "-c", "sleep 3"]);
+    let container = ctx.create_container(&sandbox, config).await?;
+    let id = container.id.as_str();
+    ensure_listed_state(&ctx, id, Some("ContainerCreated"), "CreateContainer").await?;
+    ctx.start_container(id).await?;
+    ensure_listed_state(&ctx, id, Some("ContainerRunning"), "StartContainer").await?;
+    // No call changes it this time: the process ends on its own.
+    ctx.wait_container_state(
+        id,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure_listed_state(&ctx, id, Some("ContainerExited"), "its exit").await?;
+    ctx.remove_container(id).await?;
+    ensure_listed_state(&ctx, id, None, "RemoveContainer").await?;
     pass()
 }
 

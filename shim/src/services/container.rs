@@ -238,17 +238,23 @@ fn listed(container: &Container, state: i32) -> cri::Container {
     }
 }
 
-/// A list this long leaves buffers of hundreds of KiB behind (see `memory.rs`).
-const LARGE_LIST: usize = 256;
+/// An answer this large leaves buffers of hundreds of KiB behind (see `memory.rs`).
+const LARGE_ANSWER: usize = 64 * 1024;
 
-/// ListContainers: each container is encoded once (at its first listing) and then sent
-/// from those bytes with its current state, so a full list costs a copy, not a build and
-/// an encode of every container.
-pub fn list(
-    crius: &Crius,
-    request: cri::ListContainersRequest,
-) -> Result<cri::ListContainersResponse> {
-    let encoded = select(crius, request.filter)
+/// Does `filter` let every container through?
+fn selects_all(filter: Option<&cri::ContainerFilter>) -> bool {
+    filter.is_none_or(|f| {
+        f.id.is_empty()
+            && f.pod_sandbox_id.is_empty()
+            && f.state.is_none()
+            && f.label_selector.is_empty()
+    })
+}
+
+/// The selected containers, each from the bytes it was encoded into at its first listing,
+/// with its current state.
+fn encoded(crius: &Crius, filter: Option<cri::ContainerFilter>) -> Vec<cri::EncodedContainer> {
+    select(crius, filter)
         .into_iter()
         .map(|(container, state)| {
             container
@@ -256,14 +262,44 @@ pub fn list(
                 .get_or_init(|| cri::EncodedContainer::new(&listed(&container, 0)))
                 .with_state(state)
         })
-        .collect::<Vec<_>>();
-    if encoded.len() >= LARGE_LIST {
+        .collect()
+}
+
+/// ListContainers. Each container is encoded once (at its first listing) and then sent from
+/// those bytes with its current state, so a list costs a copy, not a build and an encode of
+/// every container. The unfiltered list (kubelet's, every second) is kept whole until a
+/// container is added or removed or changes state, and then costs a single copy.
+pub fn list(
+    crius: &Crius,
+    request: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse> {
+    let answer = if selects_all(request.filter.as_ref()) {
+        // Read before the containers and their states (see `AnswerCache`).
+        let key = (
+            crius.store.containers.version(),
+            crate::store::container_status_changes(),
+        );
+        let raw = crius.store.container_list.get_or_build(key, || {
+            cri::ListContainersResponse {
+                encoded: encoded(crius, None),
+                ..Default::default()
+            }
+            .to_bytes()
+        });
+        cri::ListContainersResponse {
+            raw,
+            ..Default::default()
+        }
+    } else {
+        cri::ListContainersResponse {
+            encoded: encoded(crius, request.filter),
+            ..Default::default()
+        }
+    };
+    if prost::Message::encoded_len(&answer) >= LARGE_ANSWER {
         crate::memory::note_large_answer();
     }
-    Ok(cri::ListContainersResponse {
-        containers: Vec::new(),
-        encoded,
-    })
+    Ok(answer)
 }
 
 /// The same selection as [`list`], decoded (StreamContainers sends it in chunks).

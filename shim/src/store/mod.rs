@@ -12,6 +12,7 @@ pub use names::{NameRegistry, Reservation};
 pub use persist::StateDir;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -24,6 +25,8 @@ use crate::domain::{ContainerConfig, Resources, SandboxConfig};
 pub struct Table<T> {
     map: ArcSwap<HashMap<String, Arc<T>>>,
     write: Mutex<()>,
+    /// Bumped after each new map is stored (see [`Table::version`]).
+    version: AtomicU64,
 }
 
 impl<T> Default for Table<T> {
@@ -31,6 +34,7 @@ impl<T> Default for Table<T> {
         Self {
             map: ArcSwap::from_pointee(HashMap::new()),
             write: Mutex::new(()),
+            version: AtomicU64::new(0),
         }
     }
 }
@@ -38,6 +42,18 @@ impl<T> Default for Table<T> {
 impl<T> Table<T> {
     pub fn snapshot(&self) -> Arc<HashMap<String, Arc<T>>> {
         self.map.load_full()
+    }
+
+    /// Changes whenever an entry is added or removed. Read it before [`Table::snapshot`]: a
+    /// snapshot taken after reading version `v` holds at least the entries of `v`.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Store `next` as the map; the caller holds `write`.
+    fn publish(&self, next: HashMap<String, Arc<T>>) {
+        self.map.store(Arc::new(next));
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 
     /// An entry by full id, or by a unique id prefix (as crictl allows).
@@ -73,14 +89,14 @@ impl<T> Table<T> {
             .filter(|(k, _)| keep(k))
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
-        self.map.store(Arc::new(next));
+        self.publish(next);
     }
 
     pub fn insert(&self, id: String, entry: Arc<T>) {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::clone(&self.map.load());
         next.insert(id, entry);
-        self.map.store(Arc::new(next));
+        self.publish(next);
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<T>> {
@@ -91,7 +107,7 @@ impl<T> Table<T> {
         }
         let mut next = HashMap::clone(&current);
         let removed = next.remove(id);
-        self.map.store(Arc::new(next));
+        self.publish(next);
         removed
     }
 
@@ -232,7 +248,8 @@ impl ContainerStatus {
 
 pub struct Container {
     pub meta: ContainerMeta,
-    pub status: ArcSwap<ContainerStatus>,
+    /// Changed only through [`Container::update`], which counts the change.
+    status: ArcSwap<ContainerStatus>,
     pub op: tokio::sync::Mutex<()>,
     /// The log writer, while crius copies the container's output.
     pub log: Mutex<Option<Arc<crate::logs::LogFile>>>,
@@ -264,8 +281,20 @@ impl Container {
             result = Some(next.clone());
             next
         });
+        CONTAINER_STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
         result.unwrap_or_else(|| self.status.load_full())
     }
+}
+
+/// Status changes of all containers, process-wide (see [`container_status_changes`]).
+static CONTAINER_STATUS_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// Changes whenever any container's status changes. Read it before the statuses: a status
+/// read after reading count `c` is at least as new as it was at `c`. Process-wide, so a
+/// change in any store counts for all (a cache keyed on it is only ever invalidated too
+/// often, never too rarely).
+pub fn container_status_changes() -> u64 {
+    CONTAINER_STATUS_CHANGES.load(Ordering::SeqCst)
 }
 
 /// Images by id, with name lookups.
@@ -317,6 +346,38 @@ pub struct Store {
     /// `/etc/passwd` and `/etc/group` of each image, by image id. An image id is the digest
     /// of its config and so of its layers: the files never change for an id.
     pub image_user_files: Table<ImageUserFiles>,
+    /// The last unfiltered ListContainers answer, encoded.
+    pub container_list: AnswerCache,
+}
+
+/// An encoded answer kept for as long as what it was built from is unchanged.
+///
+/// The key is a pair of counters read *before* the answer is built (e.g.
+/// [`Table::version`] and [`container_status_changes`]): whatever the answer shows is then at
+/// least as new as the key says, so an answer is never served for a key newer than its data.
+/// Two callers building at once both build; the later store wins, and a stale one is only
+/// a miss for the next caller.
+#[derive(Default)]
+pub struct AnswerCache {
+    last: arc_swap::ArcSwapOption<((u64, u64), prost::bytes::Bytes)>,
+}
+
+impl AnswerCache {
+    /// The answer for `key`, built by `build` unless the one kept has that key.
+    pub fn get_or_build(
+        &self,
+        key: (u64, u64),
+        build: impl FnOnce() -> prost::bytes::Bytes,
+    ) -> prost::bytes::Bytes {
+        if let Some(last) = &*self.last.load() {
+            if last.0 == key {
+                return last.1.clone();
+            }
+        }
+        let answer = build();
+        self.last.store(Some(Arc::new((key, answer.clone()))));
+        answer
+    }
 }
 
 /// An image's `/etc/passwd` and `/etc/group`, where it has them.
@@ -355,5 +416,64 @@ mod tests {
         table.insert("b".into(), Arc::new(2));
         assert_eq!(snapshot.len(), 1);
         assert_eq!(table.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn table_version_moves_with_every_change_and_only_then() {
+        let table: Table<u32> = Table::default();
+        let v0 = table.version();
+        table.insert("a".into(), Arc::new(1));
+        table.insert("b".into(), Arc::new(2));
+        let v1 = table.version();
+        assert!(v1 > v0);
+        assert!(table.remove("missing").is_none());
+        table.retain(|_| true);
+        assert_eq!(table.version(), v1, "nothing changed");
+        assert!(table.remove("a").is_some());
+        let v2 = table.version();
+        assert!(v2 > v1);
+        table.retain(|id| id != "b");
+        assert!(table.version() > v2);
+    }
+
+    #[test]
+    fn answer_cache_serves_its_answer_for_its_key_only() {
+        let cache = AnswerCache::default();
+        let built = std::cell::Cell::new(0);
+        let build = |answer: &'static [u8]| {
+            built.set(built.get() + 1);
+            prost::bytes::Bytes::from_static(answer)
+        };
+        assert_eq!(&cache.get_or_build((1, 1), || build(b"one"))[..], b"one");
+        assert_eq!(&cache.get_or_build((1, 1), || build(b"other"))[..], b"one");
+        assert_eq!(built.get(), 1);
+        assert_eq!(&cache.get_or_build((1, 2), || build(b"two"))[..], b"two");
+        assert_eq!(
+            &cache.get_or_build((2, 2), || build(b"three"))[..],
+            b"three"
+        );
+        assert_eq!(built.get(), 3);
+    }
+
+    #[test]
+    fn container_status_updates_are_counted() {
+        let meta = ContainerMeta {
+            id: "c".into(),
+            name: "n".into(),
+            sandbox_id: "s".into(),
+            config: ContainerConfig::default(),
+            image_id: "i".into(),
+            image_ref: "r".into(),
+            created_at: 0,
+            log_path: String::new(),
+            process: oci_spec::runtime::Process::default(),
+            cgroups_path: None,
+            stop_signal: 15,
+        };
+        let container = Container::new(meta, ContainerStatus::created(None));
+        let before = container_status_changes();
+        container.update(|s| s.state = ContainerState::Running);
+        assert!(container_status_changes() > before);
+        assert_eq!(container.status().state, ContainerState::Running);
     }
 }
