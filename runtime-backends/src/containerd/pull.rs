@@ -27,7 +27,9 @@ use containerd_client::services::v1 as api;
 use containerd_client::types::Descriptor;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, SizedStream,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -802,8 +804,25 @@ impl Containerd {
         // The layers, and meanwhile the config, manifest and index with their GC labels (the
         // lease holds them all until the image is named).
         let layers = async {
+            // What each layer has already, looked up for all at once. Both are leased before
+            // they are looked at: what is found present stays until the image is recorded.
+            let present = futures::future::try_join_all(remote.layers.iter().zip(&chain).map(
+                |(layer, chain_id)| async move {
+                    let (have_snapshot, have_content) =
+                        tokio::join!(self.snapshot_present(lease, chain_id), async {
+                            Ok::<bool, BackendError>(
+                                self.lease_resource(lease, "content", &layer.digest).await
+                                    && self.content_exists(&layer.digest).await?,
+                            )
+                        });
+                    Ok::<(bool, bool), BackendError>((have_content?, have_snapshot))
+                },
+            ))
+            .await?;
             let mut parent = String::new();
-            for ((layer, diff_id), chain_id) in remote.layers.iter().zip(&diff_ids).zip(&chain) {
+            for (((layer, diff_id), chain_id), (have_content, have_snapshot)) in
+                remote.layers.iter().zip(&diff_ids).zip(&chain).zip(present)
+            {
                 let fetch = LayerFetch {
                     lease,
                     client,
@@ -815,17 +834,13 @@ impl Containerd {
                     progress,
                     ingests,
                 };
-                // Both are leased before they are looked at: what is found present stays until
-                // the image is recorded.
-                let have_snapshot = self.snapshot_present(lease, chain_id).await;
-                let have_content = self.lease_resource(lease, "content", &layer.digest).await
-                    && self.content_exists(&layer.digest).await?;
                 match (have_content, have_snapshot) {
                     (true, true) => {
                         tracing::debug!(image = name, layer = %layer.digest, "layer already present");
                     }
                     (false, true) => {
-                        self.download_layer(&fetch, None).await?;
+                        self.download_layer(&fetch, open_layer(&fetch).await?, None)
+                            .await?;
                     }
                     (true, false) => {
                         progress.touch();
@@ -921,12 +936,22 @@ impl Containerd {
             // The uncompressed stream is the blob: its digest is the diff id.
             return Err(diff_id_mismatch(&layer.digest, diff_id, &layer.digest));
         }
-        let (key, mounts) = self
-            .prepare_extraction(fetch.lease, parent, chain_id)
-            .await?;
+        // The registry is asked for the layer while the snapshot is prepared.
+        let (prepared, opened) = tokio::join!(
+            self.prepare_extraction(fetch.lease, parent, chain_id),
+            open_layer(fetch)
+        );
+        let (key, mounts) = prepared?;
+        let stream = match opened {
+            Ok(stream) => stream,
+            Err(err) => {
+                self.remove_snapshot(&key).await;
+                return Err(err);
+            }
+        };
         let direct = Compression::of(&layer.media_type).zip(Root::from_mounts(&mounts));
         let Some((compression, root)) = direct else {
-            if let Err(err) = self.download_layer(fetch, None).await {
+            if let Err(err) = self.download_layer(fetch, stream, None).await {
                 self.remove_snapshot(&key).await;
                 return Err(err);
             }
@@ -940,7 +965,7 @@ impl Containerd {
             let applied = apply::apply_layer(ChannelReader::new(rx), compression, &root);
             (applied, started.elapsed())
         });
-        let fed = self.download_layer(fetch, Some(tx)).await;
+        let fed = self.download_layer(fetch, stream, Some(tx)).await;
         let downloaded = started.elapsed();
         let (applied, apply_time) = match applying.await {
             Ok((applied, took)) => (Ok(applied), took),
@@ -1006,29 +1031,24 @@ impl Containerd {
         }
     }
 
-    /// Stream one layer from the registry into the content store, verifying its digest, and
-    /// into `sink` when given.
+    /// Stream one layer from the registry (`stream`, from [`open_layer`]) into the content
+    /// store, verifying its digest, and into `sink` when given.
     async fn download_layer(
         &self,
         fetch: &LayerFetch<'_>,
+        mut stream: SizedStream,
         sink: Option<tokio::sync::mpsc::Sender<Bytes>>,
     ) -> Result<Fed> {
         let LayerFetch {
             lease,
-            client,
-            target,
-            auth,
             endpoint,
             name,
             layer,
             progress,
             ingests,
+            ..
         } = *fetch;
         let digest = layer.digest.clone();
-        let mut stream = client
-            .pull_blob_stream(target, digest.as_str())
-            .await
-            .map_err(|e| map_oci(e, name, &endpoint.host, auth))?;
         let ingest = format!("crius-pull-{:016x}-{digest}", rand::random::<u64>());
         if let Ok(mut list) = ingests.lock() {
             list.push(ingest.clone());
@@ -1148,6 +1168,15 @@ impl Containerd {
             }
         }
     }
+}
+
+/// Ask the registry for a layer; its bytes are then read by [`Containerd::download_layer`].
+async fn open_layer(fetch: &LayerFetch<'_>) -> Result<SizedStream> {
+    fetch
+        .client
+        .pull_blob_stream(fetch.target, fetch.layer.digest.as_str())
+        .await
+        .map_err(|e| map_oci(e, fetch.name, &fetch.endpoint.host, fetch.auth))
 }
 
 /// How far a layer's stream went.
