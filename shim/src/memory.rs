@@ -26,28 +26,103 @@ pub fn release_free() {
 }
 
 /// Note that a large answer was built (a full list on a full node: hundreds of KiB in
-/// buffers, freed once it is sent). At most once a second, a trim then returns what such
-/// answers left free, so a node listed every second keeps its RSS close to what is live.
+/// buffers, freed once it is sent). While such answers keep coming, a trim returns what they
+/// left free once a second; a last trim follows a second after the last of them, when its
+/// buffers are gone too, so a node that just stopped being listed is not left at its peak.
 pub fn note_large_answer() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    let now = u64::try_from(
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX);
-    let last = LAST_MS.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < 1000
-        || LAST_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
+    };
+    static TRIMMER: Trimmer = Trimmer {
+        notes: std::sync::atomic::AtomicU64::new(0),
+        wake: tokio::sync::Notify::const_new(),
+        task: std::sync::Mutex::new(None),
+    };
+    TRIMMER
+        .notes
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if let Ok(mut task) = TRIMMER.task.lock() {
+        // Started on first use, and again should its runtime have gone (tests run several).
+        if task
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            *task = Some(runtime.spawn(trim_after_answers(&TRIMMER)));
+        }
     }
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        drop(runtime.spawn_blocking(release_free));
+    TRIMMER.wake.notify_one();
+}
+
+/// The background trims behind [`note_large_answer`].
+struct Trimmer {
+    /// Large answers noted so far.
+    notes: std::sync::atomic::AtomicU64,
+    wake: tokio::sync::Notify,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Trims made by [`trim_after_answers`].
+static TRIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn trim_after_answers(trimmer: &'static Trimmer) {
+    use std::sync::atomic::Ordering;
+    // Answers noted before the last trim began its wait: theirs were sent when it ran.
+    let mut covered = 0;
+    loop {
+        trimmer.wake.notified().await;
+        if trimmer.notes.load(Ordering::SeqCst) == covered {
+            // A wake-up left from answers the last trim covered.
+            continue;
+        }
+        loop {
+            let seen = trimmer.notes.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if tokio::task::spawn_blocking(release_free).await.is_err() {
+                return;
+            }
+            TRIMS.fetch_add(1, Ordering::SeqCst);
+            covered = seen;
+            if trimmer.notes.load(Ordering::SeqCst) == seen {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trim_follows_large_answers_once_a_second_and_after_the_last() {
+        let trims = || TRIMS.load(Ordering::SeqCst);
+        let before = trims();
+        note_large_answer();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(trims() - before, 1, "one trim a second after a lone answer");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(trims() - before, 1, "no trims without answers");
+        // Answers every 200 ms for 2 s: a trim about each second, the last one a second
+        // after the last answer, then no more.
+        let burst = trims();
+        for _ in 0..10 {
+            note_large_answer();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The last answer was 200 ms ago; 0.95 s after it, then 2 s after it.
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        let before_last = trims();
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        assert_eq!(
+            trims(),
+            before_last + 1,
+            "a trim a second after the last answer"
+        );
+        let made = trims() - burst;
+        assert!((2..=4).contains(&made), "{made} trims for a 2 s burst");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(trims() - burst, made, "no trims once the answers stopped");
     }
 }
