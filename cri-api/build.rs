@@ -11,10 +11,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // Hand-written so a server can send containers it encoded once (src/listing.rs).
+        // Hand-written so a server can send containers it encoded once, and answers it
+        // kept (src/listing.rs).
         .extern_path(
             ".runtime.v1.ListContainersResponse",
             "crate::listing::ListContainersResponse",
+        )
+        .extern_path(
+            ".runtime.v1.ListPodSandboxResponse",
+            "crate::listing::ListPodSandboxResponse",
         )
         .compile_protos(&["proto/api.proto"], &["proto"])?;
     Ok(())

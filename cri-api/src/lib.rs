@@ -1,13 +1,14 @@
 //! CRI v1 bindings (`runtime.v1`), as of Kubernetes 1.36.
 //!
-//! Generated at build time from `proto/api.proto`, but for `ListContainersResponse`, which
-//! is written by hand in [`listing`] so servers can send containers encoded once.
+//! Generated at build time from `proto/api.proto`, but for `ListContainersResponse` and
+//! `ListPodSandboxResponse`, which are written by hand in [`listing`] so servers can send
+//! containers encoded once and answers they kept.
 
 /// Package `runtime.v1`: the RuntimeService and ImageService with every message.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
-    pub use crate::listing::{EncodedContainer, ListContainersResponse};
+    pub use crate::listing::{EncodedContainer, ListContainersResponse, ListPodSandboxResponse};
 }
 
 pub mod listing;

@@ -1,5 +1,5 @@
-//! `ListContainersResponse`, written by hand so a server can send containers it encoded
-//! once.
+//! `ListContainersResponse` and `ListPodSandboxResponse`, written by hand so a server can
+//! send containers it encoded once, and whole answers it kept.
 //!
 //! kubelet lists every container every second. At a thousand containers, building and
 //! encoding a thousand `Container` messages per call is most of what the call costs, yet all
@@ -13,7 +13,7 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-use crate::v1::Container;
+use crate::v1::{Container, PodSandbox};
 
 /// `Container.state`'s field number.
 const STATE_FIELD: u32 = 6;
@@ -138,6 +138,59 @@ impl prost::Message for ListContainersResponse {
     }
 }
 
+/// `runtime.v1.ListPodSandboxResponse`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ListPodSandboxResponse {
+    /// List of PodSandboxes.
+    pub items: Vec<PodSandbox>,
+    /// More sandboxes as the bytes of an encoded `ListPodSandboxResponse` (see
+    /// [`ListPodSandboxResponse::to_bytes`]), e.g. a whole answer kept from an earlier call;
+    /// sent last. Always empty after decoding.
+    pub raw: Bytes,
+}
+
+impl ListPodSandboxResponse {
+    /// This answer encoded, for [`ListPodSandboxResponse::raw`] of later ones.
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(prost::Message::encode_to_vec(self))
+    }
+}
+
+impl prost::Message for ListPodSandboxResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode_repeated(CONTAINERS_FIELD, &self.items, buf);
+        buf.put_slice(&self.raw);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if tag == CONTAINERS_FIELD {
+            encoding::message::merge_repeated(wire_type, &mut self.items, buf, ctx).map_err(
+                |mut error| {
+                    error.push("ListPodSandboxResponse", "items");
+                    error
+                },
+            )
+        } else {
+            encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(CONTAINERS_FIELD, &self.items) + self.raw.len()
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.raw.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +251,37 @@ mod tests {
         let decoded = ListContainersResponse::decode(&bytes[..]).unwrap();
         assert_eq!(decoded, plain);
         assert!(decoded.encoded.is_empty());
+        assert!(decoded.raw.is_empty());
+    }
+
+    #[test]
+    fn a_kept_sandbox_answer_decodes_like_its_items() {
+        let sandbox = |i: u32| PodSandbox {
+            id: format!("{i:064x}"),
+            state: (i % 2) as i32,
+            created_at: i64::from(i),
+            labels: [("k".to_string(), format!("v{i}"))].into(),
+            ..Default::default()
+        };
+        let all: Vec<PodSandbox> = (0..5).map(sandbox).collect();
+        let plain = ListPodSandboxResponse {
+            items: all.clone(),
+            ..Default::default()
+        };
+        let kept = ListPodSandboxResponse {
+            items: all[3..].to_vec(),
+            ..Default::default()
+        }
+        .to_bytes();
+        let mixed = ListPodSandboxResponse {
+            items: all[..3].to_vec(),
+            raw: kept,
+        };
+        let bytes = mixed.encode_to_vec();
+        assert_eq!(bytes.len(), mixed.encoded_len());
+        assert_eq!(bytes, plain.encode_to_vec());
+        let decoded = ListPodSandboxResponse::decode(&bytes[..]).unwrap();
+        assert_eq!(decoded, plain);
         assert!(decoded.raw.is_empty());
     }
 }

@@ -194,7 +194,7 @@ macro_rules! shared_messages {
         $(
             impl Fill for ours::$name {
                 // `..Default::default()` covers what only our hand-written types have
-                // (`ListContainersResponse::encoded` and `raw`, which never survive a decode).
+                // (`ListContainersResponse::encoded` and the lists' `raw`, which never survive a decode).
                 #[allow(unused_variables, clippy::needless_update)]
                 fn fill(g: &mut Gen) -> Self {
                     ours::$name {

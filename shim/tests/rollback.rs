@@ -1,6 +1,6 @@
 //! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
-//! name is free again afterwards (DESIGN.md decision 5); that the kept ListContainers answer
-//! follows every change. No daemons needed.
+//! name is free again afterwards (DESIGN.md decision 5); that the kept ListContainers and
+//! ListPodSandbox answers follow every change. No daemons needed.
 
 // Helpers here may panic: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -223,4 +223,51 @@ async fn the_kept_container_list_follows_every_change() {
     crius.remove_container(&second).await.unwrap();
     expect(&[]);
     crius.remove_sandbox(&sandbox).await.unwrap();
+}
+
+/// Each sandbox's name and state as an unfiltered ListPodSandbox answers, from the bytes a
+/// client would get.
+fn listed_sandboxes(crius: &Crius) -> Vec<(String, i32)> {
+    use prost::Message;
+    let answer =
+        shim::services::sandbox::list(crius, cri_api::v1::ListPodSandboxRequest::default())
+            .unwrap();
+    let decoded =
+        cri_api::v1::ListPodSandboxResponse::decode(answer.encode_to_vec().as_slice()).unwrap();
+    let mut all: Vec<(String, i32)> = decoded
+        .items
+        .into_iter()
+        .map(|s| (s.metadata.unwrap_or_default().name, s.state))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn the_kept_sandbox_list_follows_every_change() {
+    use cri_api::v1::PodSandboxState::{SandboxNotready, SandboxReady};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    // Every answer is asked for twice: the second comes from the kept one.
+    let expect = |want: &[(&str, cri_api::v1::PodSandboxState)]| {
+        let want: Vec<(String, i32)> = want
+            .iter()
+            .map(|(name, state)| (name.to_string(), *state as i32))
+            .collect();
+        assert_eq!(listed_sandboxes(&crius), want);
+        assert_eq!(listed_sandboxes(&crius), want);
+    };
+    expect(&[]);
+    let first = crius.run_sandbox(pod("s1")).await.unwrap();
+    expect(&[("s1", SandboxReady)]);
+    let second = crius.run_sandbox(pod("s2")).await.unwrap();
+    expect(&[("s1", SandboxReady), ("s2", SandboxReady)]);
+    crius.stop_sandbox(&first).await.unwrap();
+    expect(&[("s1", SandboxNotready), ("s2", SandboxReady)]);
+    crius.remove_sandbox(&first).await.unwrap();
+    expect(&[("s2", SandboxReady)]);
+    crius.remove_sandbox(&second).await.unwrap();
+    expect(&[]);
 }

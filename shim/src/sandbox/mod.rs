@@ -269,11 +269,11 @@ impl Crius {
             return Ok(());
         }
         let pod_resources = sandbox.status().pod_resources.clone();
-        sandbox.status.store(Arc::new(SandboxStatus {
+        sandbox.set_status(SandboxStatus {
             state: SandboxState::NotReady,
             pid: 0,
             pod_resources,
-        }));
+        });
         self.persist_sandbox(sandbox)
     }
 
@@ -285,7 +285,7 @@ impl Crius {
         let _op = sandbox.op.lock().await;
         let mut next = SandboxStatus::clone(&sandbox.status());
         next.pod_resources = Some(update);
-        sandbox.status.store(Arc::new(next));
+        sandbox.set_status(next);
         self.persist_sandbox(&sandbox)?;
         tracing::info!(sandbox = %sandbox.meta.id, "pod-level resources updated");
         Ok(())

@@ -277,7 +277,7 @@ pub fn list(
         // Read before the containers and their states (see `AnswerCache`).
         let key = (
             crius.store.containers.version(),
-            crate::store::container_status_changes(),
+            crate::store::status_changes(),
         );
         let raw = crius.store.container_list.get_or_build(key, || {
             cri::ListContainersResponse {

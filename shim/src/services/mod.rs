@@ -107,9 +107,8 @@ impl RuntimeService for Cri {
         r: Request<cri::StreamPodSandboxesRequest>,
     ) -> Answer<Self::StreamPodSandboxesStream> {
         call("StreamPodSandboxes", async {
-            let filter = r.into_inner().filter;
-            let list = sandbox::list(&self.crius, cri::ListPodSandboxRequest { filter })?;
-            Ok(chunked(list.items, |pod_sandboxes| {
+            let items = sandbox::list_decoded(&self.crius, r.into_inner().filter);
+            Ok(chunked(items, |pod_sandboxes| {
                 cri::StreamPodSandboxesResponse { pod_sandboxes }
             }))
         })

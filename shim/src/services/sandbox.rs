@@ -125,11 +125,44 @@ pub fn status(
     })
 }
 
+/// Does `filter` let every sandbox through?
+fn selects_all(filter: Option<&cri::PodSandboxFilter>) -> bool {
+    filter.is_none_or(|f| f.id.is_empty() && f.state.is_none() && f.label_selector.is_empty())
+}
+
+/// ListPodSandbox. The unfiltered list (kubelet's, every second) is kept encoded until a
+/// sandbox is added or removed or changes state, and then costs a single copy.
 pub fn list(
     crius: &Crius,
     request: cri::ListPodSandboxRequest,
 ) -> Result<cri::ListPodSandboxResponse> {
-    let filter = request.filter.unwrap_or_default();
+    if !selects_all(request.filter.as_ref()) {
+        return Ok(cri::ListPodSandboxResponse {
+            items: list_decoded(crius, request.filter),
+            ..Default::default()
+        });
+    }
+    // Read before the sandboxes and their states (see `AnswerCache`).
+    let key = (
+        crius.store.sandboxes.version(),
+        crate::store::status_changes(),
+    );
+    let raw = crius.store.sandbox_list.get_or_build(key, || {
+        cri::ListPodSandboxResponse {
+            items: list_decoded(crius, None),
+            ..Default::default()
+        }
+        .to_bytes()
+    });
+    Ok(cri::ListPodSandboxResponse {
+        raw,
+        ..Default::default()
+    })
+}
+
+/// The sandboxes `filter` selects (StreamPodSandboxes sends them in chunks).
+pub fn list_decoded(crius: &Crius, filter: Option<cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
+    let filter = filter.unwrap_or_default();
     let snapshot = crius.store.sandboxes.snapshot();
     let mut items: Vec<cri::PodSandbox> = Vec::with_capacity(snapshot.len());
     let mut consider = |sandbox: &Sandbox| {
@@ -156,5 +189,5 @@ pub fn list(
     } else if let Some(sandbox) = crius.store.sandboxes.get(&filter.id) {
         consider(&sandbox);
     }
-    Ok(cri::ListPodSandboxResponse { items })
+    items
 }

@@ -164,7 +164,8 @@ pub struct PodResources {
 
 pub struct Sandbox {
     pub meta: SandboxMeta,
-    pub status: ArcSwap<SandboxStatus>,
+    /// Changed only through [`Sandbox::set_status`], which counts the change.
+    status: ArcSwap<SandboxStatus>,
     /// Serialises lifecycle calls on this sandbox.
     pub op: tokio::sync::Mutex<()>,
 }
@@ -179,6 +180,10 @@ impl Sandbox {
     }
     pub fn status(&self) -> Arc<SandboxStatus> {
         self.status.load_full()
+    }
+    pub fn set_status(&self, status: SandboxStatus) {
+        self.status.store(Arc::new(status));
+        STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -281,20 +286,20 @@ impl Container {
             result = Some(next.clone());
             next
         });
-        CONTAINER_STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
+        STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
         result.unwrap_or_else(|| self.status.load_full())
     }
 }
 
-/// Status changes of all containers, process-wide (see [`container_status_changes`]).
-static CONTAINER_STATUS_CHANGES: AtomicU64 = AtomicU64::new(0);
+/// Status changes of all sandboxes and containers, process-wide (see [`status_changes`]).
+static STATUS_CHANGES: AtomicU64 = AtomicU64::new(0);
 
-/// Changes whenever any container's status changes. Read it before the statuses: a status
-/// read after reading count `c` is at least as new as it was at `c`. Process-wide, so a
-/// change in any store counts for all (a cache keyed on it is only ever invalidated too
-/// often, never too rarely).
-pub fn container_status_changes() -> u64 {
-    CONTAINER_STATUS_CHANGES.load(Ordering::SeqCst)
+/// Changes whenever any sandbox's or container's status changes. Read it before the
+/// statuses: a status read after reading count `c` is at least as new as it was at `c`.
+/// Process-wide and shared by both kinds, so a change anywhere counts for all (a cache keyed
+/// on it is only ever invalidated too often, never too rarely).
+pub fn status_changes() -> u64 {
+    STATUS_CHANGES.load(Ordering::SeqCst)
 }
 
 /// Images by id, with name lookups.
@@ -348,12 +353,14 @@ pub struct Store {
     pub image_user_files: Table<ImageUserFiles>,
     /// The last unfiltered ListContainers answer, encoded.
     pub container_list: AnswerCache,
+    /// The last unfiltered ListPodSandbox answer, encoded.
+    pub sandbox_list: AnswerCache,
 }
 
 /// An encoded answer kept for as long as what it was built from is unchanged.
 ///
 /// The key is a pair of counters read *before* the answer is built (e.g.
-/// [`Table::version`] and [`container_status_changes`]): whatever the answer shows is then at
+/// [`Table::version`] and [`status_changes`]): whatever the answer shows is then at
 /// least as new as the key says, so an answer is never served for a key newer than its data.
 /// Two callers building at once both build; the later store wins, and a stale one is only
 /// a miss for the next caller.
@@ -456,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn container_status_updates_are_counted() {
+    fn status_updates_are_counted() {
         let meta = ContainerMeta {
             id: "c".into(),
             name: "n".into(),
@@ -471,9 +478,9 @@ mod tests {
             stop_signal: 15,
         };
         let container = Container::new(meta, ContainerStatus::created(None));
-        let before = container_status_changes();
+        let before = status_changes();
         container.update(|s| s.state = ContainerState::Running);
-        assert!(container_status_changes() > before);
+        assert!(status_changes() > before);
         assert_eq!(container.status().state, ContainerState::Running);
     }
 }
