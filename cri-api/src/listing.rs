@@ -105,16 +105,14 @@ impl prost::Message for ListContainersResponse {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        if tag == CONTAINERS_FIELD {
-            encoding::message::merge_repeated(wire_type, &mut self.containers, buf, ctx).map_err(
-                |mut error| {
-                    error.push("ListContainersResponse", "containers");
-                    error
-                },
-            )
-        } else {
-            encoding::skip_field(wire_type, tag, buf, ctx)
-        }
+        merge_list(
+            &mut self.containers,
+            ("ListContainersResponse", "containers"),
+            tag,
+            wire_type,
+            buf,
+            ctx,
+        )
     }
 
     fn encoded_len(&self) -> usize {
@@ -135,6 +133,26 @@ impl prost::Message for ListContainersResponse {
         self.containers.clear();
         self.encoded.clear();
         self.raw.clear();
+    }
+}
+
+/// Decode one field of a list answer: field 1 is its repeated list, `names` its message and
+/// field name (for errors); any other field is skipped.
+fn merge_list<M: prost::Message + Default>(
+    list: &mut Vec<M>,
+    names: (&'static str, &'static str),
+    tag: u32,
+    wire_type: WireType,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    if tag == CONTAINERS_FIELD {
+        encoding::message::merge_repeated(wire_type, list, buf, ctx).map_err(|mut error| {
+            error.push(names.0, names.1);
+            error
+        })
+    } else {
+        encoding::skip_field(wire_type, tag, buf, ctx)
     }
 }
 
@@ -169,16 +187,14 @@ impl prost::Message for ListPodSandboxResponse {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        if tag == CONTAINERS_FIELD {
-            encoding::message::merge_repeated(wire_type, &mut self.items, buf, ctx).map_err(
-                |mut error| {
-                    error.push("ListPodSandboxResponse", "items");
-                    error
-                },
-            )
-        } else {
-            encoding::skip_field(wire_type, tag, buf, ctx)
-        }
+        merge_list(
+            &mut self.items,
+            ("ListPodSandboxResponse", "items"),
+            tag,
+            wire_type,
+            buf,
+            ctx,
+        )
     }
 
     fn encoded_len(&self) -> usize {
