@@ -84,6 +84,7 @@ impl Containerd {
                 config.namespace
             ))
         })?;
+        pull::warm_up();
         Ok(Self {
             inner: Arc::new(Inner {
                 channel,

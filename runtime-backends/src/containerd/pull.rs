@@ -168,6 +168,20 @@ fn init_tls() {
     });
 }
 
+/// Parse an image reference once, in the background. The first parse compiles oci-client's
+/// reference grammar (~100 ms here); done at start, kubelet's first pull does not wait for it.
+pub(crate) fn warm_up() {
+    let warm = || {
+        let _ = "docker.io/library/busybox:latest".parse::<Reference>();
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("crius-warm-up".into())
+        .spawn(warm)
+    {
+        tracing::debug!(error = %e, "no warm-up thread; the first pull parses the grammar");
+    }
+}
+
 /// containerd treats these as plain HTTP without configuration; so does crius.
 fn is_local(host: &str) -> bool {
     let name = match host.rsplit_once(':') {
@@ -303,7 +317,9 @@ impl InFlight {
         if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(client);
         }
+        let started = Instant::now();
         let client = new_client(endpoint, ca)?;
+        tracing::debug!(endpoint = %endpoint.host, ms = started.elapsed().as_millis(), "registry client made");
         if let Ok(mut clients) = self.clients.lock() {
             if clients.len() >= MAX_CLIENTS {
                 clients.clear();
