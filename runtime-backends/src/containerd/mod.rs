@@ -84,7 +84,6 @@ impl Containerd {
                 config.namespace
             ))
         })?;
-        pull::warm_up();
         Ok(Self {
             inner: Arc::new(Inner {
                 channel,

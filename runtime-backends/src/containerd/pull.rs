@@ -168,18 +168,76 @@ fn init_tls() {
     });
 }
 
-/// Parse an image reference once, in the background. The first parse compiles oci-client's
-/// reference grammar (~100 ms here); done at start, kubelet's first pull does not wait for it.
-pub(crate) fn warm_up() {
-    let warm = || {
-        let _ = "docker.io/library/busybox:latest".parse::<Reference>();
+/// Split an image reference (`[host[:port]/]path[:tag][@sha256:hex]`, as the shim normalises
+/// them) into oci-client's `Reference`, checking each part. Not `Reference::from_str`: its
+/// first use compiles the reference grammar's regex, which took ~100 ms and kept ~11 MiB.
+fn parse_reference(name: &str) -> std::result::Result<Reference, String> {
+    let (named, digest) = match name.split_once('@') {
+        Some((named, digest)) => (named, Some(digest)),
+        None => (name, None),
     };
-    if let Err(e) = std::thread::Builder::new()
-        .name("crius-warm-up".into())
-        .spawn(warm)
-    {
-        tracing::debug!(error = %e, "no warm-up thread; the first pull parses the grammar");
+    if let Some(digest) = digest {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("digest {digest:?} is not sha256"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("digest {digest:?} is not 64 lowercase hex digits"));
+        }
     }
+    let repository = repository_of(named);
+    let tag = named
+        .get(repository.len() + 1..)
+        .filter(|_| repository.len() < named.len());
+    let (registry, path) = match repository.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        Some(_) => ("docker.io".to_string(), repository.to_string()),
+        None => ("docker.io".to_string(), format!("library/{repository}")),
+    };
+    let host_ok =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+    if registry.is_empty() || !registry.bytes().all(host_ok) {
+        return Err(format!("registry {registry:?} is not a host name"));
+    }
+    for component in path.split('/') {
+        let edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let inner =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+        if !edge(component.chars().next())
+            || !edge(component.chars().last())
+            || !component.chars().all(inner)
+        {
+            return Err(format!(
+                "repository component {component:?} is not lowercase letters and digits \
+                 joined by '.', '_' or '-'"
+            ));
+        }
+    }
+    if let Some(tag) = tag {
+        let first_ok = tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if tag.len() > 128
+            || !first_ok
+            || !tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(format!("tag {tag:?} is not a valid tag"));
+        }
+    }
+    Ok(match (tag, digest) {
+        (Some(tag), Some(digest)) => {
+            Reference::with_tag_and_digest(registry, path, tag.to_string(), digest.to_string())
+        }
+        (None, Some(digest)) => Reference::with_digest(registry, path, digest.to_string()),
+        (tag, None) => Reference::with_tag(registry, path, tag.unwrap_or("latest").to_string()),
+    })
 }
 
 /// containerd treats these as plain HTTP without configuration; so does crius.
@@ -641,7 +699,7 @@ impl Containerd {
         ingests: &Mutex<Vec<String>>,
     ) -> Result<ImageRecord> {
         let name = request.reference.as_str();
-        let reference: Reference = name.parse().map_err(|e| {
+        let reference = parse_reference(name).map_err(|e| {
             BackendError::InvalidArgument(format!("invalid image reference {name:?}: {e}"))
         })?;
         let registry = reference.registry().to_string();
@@ -1233,6 +1291,90 @@ fn media_type_of(manifest: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_split_into_their_parts() {
+        let hex = "ab".repeat(32);
+        let parts = |name: &str| {
+            let r = parse_reference(name).unwrap();
+            (
+                r.registry().to_string(),
+                r.repository().to_string(),
+                r.tag().map(str::to_string),
+                r.digest().map(str::to_string),
+            )
+        };
+        let own = |s: &str| s.to_string();
+        assert_eq!(
+            parts("docker.io/library/busybox:1.36"),
+            (
+                own("docker.io"),
+                own("library/busybox"),
+                Some(own("1.36")),
+                None
+            )
+        );
+        assert_eq!(
+            parts("127.0.0.1:5000/crius/large:1"),
+            (
+                own("127.0.0.1:5000"),
+                own("crius/large"),
+                Some(own("1")),
+                None
+            )
+        );
+        assert_eq!(
+            parts("localhost/a/b-c/d_e.f"),
+            (
+                own("localhost"),
+                own("a/b-c/d_e.f"),
+                Some(own("latest")),
+                None
+            )
+        );
+        assert_eq!(
+            parts(&format!("registry.example/app@sha256:{hex}")),
+            (
+                own("registry.example"),
+                own("app"),
+                None,
+                Some(format!("sha256:{hex}"))
+            )
+        );
+        assert_eq!(
+            parts(&format!("registry.example:443/app:v1@sha256:{hex}")),
+            (
+                own("registry.example:443"),
+                own("app"),
+                Some(own("v1")),
+                Some(format!("sha256:{hex}"))
+            )
+        );
+        assert_eq!(
+            parts("busybox"),
+            (
+                own("docker.io"),
+                own("library/busybox"),
+                Some(own("latest")),
+                None
+            )
+        );
+        for bad in [
+            "",
+            "docker.io/Library/busybox:1",
+            "docker.io/library/busybox:",
+            "docker.io/library/busybox:-x",
+            "docker.io//busybox",
+            "docker.io/library/busybox-:1",
+            "docker.io/library/busybox@sha256:abc",
+            &format!("docker.io/library/busybox@md5:{hex}"),
+            &format!("docker.io/library/busybox@sha256:{}", hex.to_uppercase()),
+            "bad host!/x:1",
+            &format!("docker.io/library/busybox:{}", "t".repeat(129)),
+        ] {
+            assert!(parse_reference(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn local_hosts_are_plain_http() {
