@@ -274,18 +274,16 @@ pub fn list(
     request: cri::ListContainersRequest,
 ) -> Result<cri::ListContainersResponse> {
     let answer = if selects_all(request.filter.as_ref()) {
-        // Read before the containers and their states (see `AnswerCache`).
-        let key = (
-            crius.store.containers.version(),
-            crate::store::status_changes(),
-        );
-        let raw = crius.store.container_list.get_or_build(key, || {
-            cri::ListContainersResponse {
-                encoded: encoded(crius, None),
-                ..Default::default()
-            }
-            .to_bytes()
-        });
+        let raw = crius
+            .store
+            .containers
+            .kept_answer(&crius.store.container_list, || {
+                cri::ListContainersResponse {
+                    encoded: encoded(crius, None),
+                    ..Default::default()
+                }
+                .to_bytes()
+            });
         cri::ListContainersResponse {
             raw,
             ..Default::default()

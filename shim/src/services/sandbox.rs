@@ -142,18 +142,16 @@ pub fn list(
             ..Default::default()
         });
     }
-    // Read before the sandboxes and their states (see `AnswerCache`).
-    let key = (
-        crius.store.sandboxes.version(),
-        crate::store::status_changes(),
-    );
-    let raw = crius.store.sandbox_list.get_or_build(key, || {
-        cri::ListPodSandboxResponse {
-            items: list_decoded(crius, None),
-            ..Default::default()
-        }
-        .to_bytes()
-    });
+    let raw = crius
+        .store
+        .sandboxes
+        .kept_answer(&crius.store.sandbox_list, || {
+            cri::ListPodSandboxResponse {
+                items: list_decoded(crius, None),
+                ..Default::default()
+            }
+            .to_bytes()
+        });
     Ok(cri::ListPodSandboxResponse {
         raw,
         ..Default::default()

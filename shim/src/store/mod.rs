@@ -50,6 +50,17 @@ impl<T> Table<T> {
         self.version.load(Ordering::SeqCst)
     }
 
+    /// The answer kept in `cache` while no entry was added or removed and no status changed
+    /// since it was built; else `build`'s, kept. The key is read here, before `build` reads
+    /// the table, so a kept answer never stands for newer data than it shows.
+    pub fn kept_answer(
+        &self,
+        cache: &AnswerCache,
+        build: impl FnOnce() -> prost::bytes::Bytes,
+    ) -> prost::bytes::Bytes {
+        cache.get_or_build((self.version(), status_changes()), build)
+    }
+
     /// Store `next` as the map; the caller holds `write`.
     fn publish(&self, next: HashMap<String, Arc<T>>) {
         self.map.store(Arc::new(next));
@@ -359,8 +370,8 @@ pub struct Store {
 
 /// An encoded answer kept for as long as what it was built from is unchanged.
 ///
-/// The key is a pair of counters read *before* the answer is built (e.g.
-/// [`Table::version`] and [`status_changes`]): whatever the answer shows is then at
+/// The key is a pair of counters read *before* the answer is built ([`Table::kept_answer`]
+/// reads [`Table::version`] and [`status_changes`]): whatever the answer shows is then at
 /// least as new as the key says, so an answer is never served for a key newer than its data.
 /// Two callers building at once both build; the later store wins, and a stale one is only
 /// a miss for the next caller.
