@@ -557,6 +557,13 @@ impl Containerd {
                 .is_ok()
     }
 
+    /// Whether the blob `digest` is in the content store. It is leased first, so one found
+    /// present stays until the image that needs it is recorded.
+    pub(crate) async fn content_present(&self, lease: &str, digest: &str) -> Result<bool> {
+        Ok(self.lease_resource(lease, "content", digest).await
+            && self.content_exists(digest).await?)
+    }
+
     /// An active snapshot on `parent` to extract the layer `chain_id` into: its key and
     /// mounts.
     pub(crate) async fn prepare_extraction(

@@ -882,13 +882,10 @@ impl Containerd {
             // they are looked at: what is found present stays until the image is recorded.
             let present = futures::future::try_join_all(remote.layers.iter().zip(&chain).map(
                 |(layer, chain_id)| async move {
-                    let (have_snapshot, have_content) =
-                        tokio::join!(self.snapshot_present(lease, chain_id), async {
-                            Ok::<bool, BackendError>(
-                                self.lease_resource(lease, "content", &layer.digest).await
-                                    && self.content_exists(&layer.digest).await?,
-                            )
-                        });
+                    let (have_snapshot, have_content) = tokio::join!(
+                        self.snapshot_present(lease, chain_id),
+                        self.content_present(lease, &layer.digest)
+                    );
                     Ok::<(bool, bool), BackendError>((have_content?, have_snapshot))
                 },
             ))
