@@ -92,6 +92,18 @@ pub struct Flags {
     #[arg(long, global = true, value_name = "NAME")]
     pub containerd_namespace: Option<String>,
 
+    /// Write pulled layers straight into containerd's content directory when it is visible
+    /// from here, instead of streaming them through containerd's API [default: true]
+    #[arg(
+        long,
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub containerd_local_content: Option<bool>,
+
     /// Docker Engine endpoint [default: unix:///var/run/docker.sock]
     #[arg(long, global = true, value_name = "URL")]
     pub docker_endpoint: Option<String>,
@@ -169,6 +181,7 @@ pub struct FileConfig {
     pub backend: Option<String>,
     pub containerd_address: Option<String>,
     pub containerd_namespace: Option<String>,
+    pub containerd_local_content: Option<bool>,
     pub docker_endpoint: Option<String>,
     pub root: Option<PathBuf>,
     pub state: Option<PathBuf>,
@@ -265,6 +278,8 @@ pub struct Config {
     /// Path of containerd's socket.
     pub containerd_address: PathBuf,
     pub containerd_namespace: String,
+    /// Pulled layers go straight into containerd's content directory when visible.
+    pub containerd_local_content: bool,
     pub docker_endpoint: String,
     pub root: PathBuf,
     pub state: PathBuf,
@@ -384,6 +399,11 @@ fn resolve(
         file.containerd_namespace,
     )
     .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string());
+    let containerd_local_content = pick(
+        flags.containerd_local_content,
+        file.containerd_local_content,
+    )
+    .unwrap_or(true);
     let docker_endpoint = pick(flags.docker_endpoint.clone(), file.docker_endpoint)
         .unwrap_or_else(|| DEFAULT_DOCKER_ENDPOINT.to_string());
     let root = pick(flags.root.clone(), file.root).unwrap_or_else(|| DEFAULT_ROOT.into());
@@ -416,6 +436,7 @@ fn resolve(
         backend: parse_backend(&backend)?,
         containerd_address: parse_containerd_address(&containerd_address)?,
         containerd_namespace: validate_containerd_namespace(containerd_namespace)?,
+        containerd_local_content,
         docker_endpoint: validate_docker_endpoint(docker_endpoint)?,
         root: absolute_dir("root", root)?,
         state: absolute_dir("state", state)?,
@@ -772,6 +793,7 @@ mod tests {
             PathBuf::from("/run/containerd/containerd.sock")
         );
         assert_eq!(config.containerd_namespace, "crius");
+        assert!(config.containerd_local_content);
         assert_eq!(config.docker_endpoint, "unix:///var/run/docker.sock");
         assert_eq!(config.root, PathBuf::from("/var/lib/crius"));
         assert_eq!(config.state, PathBuf::from("/run/crius"));
@@ -808,6 +830,7 @@ listen = "unix:///tmp/crius-test/crius.sock"
 backend = "docker"
 containerd_address = "unix:///tmp/containerd.sock"
 containerd_namespace = "crius-test"
+containerd_local_content = false
 docker_endpoint = "unix:///tmp/docker.sock"
 root = "/tmp/crius/root"
 state = "/tmp/crius/state"
@@ -849,6 +872,7 @@ auth = "dXNlcjpwYXNz"
             PathBuf::from("/tmp/containerd.sock")
         );
         assert_eq!(config.containerd_namespace, "crius-test");
+        assert!(!config.containerd_local_content);
         assert_eq!(config.docker_endpoint, "unix:///tmp/docker.sock");
         assert_eq!(config.root, PathBuf::from("/tmp/crius/root"));
         assert_eq!(config.state, PathBuf::from("/tmp/crius/state"));
@@ -912,6 +936,7 @@ auth = "dXNlcjpwYXNz"
                 "--cni-bin-dirs",
                 "/c",
                 "--cni-default-network=false",
+                "--containerd-local-content=true",
                 "--image-pull-progress-timeout",
                 "30s",
                 "--registry-insecure",
@@ -930,6 +955,10 @@ auth = "dXNlcjpwYXNz"
             ["/a", "/b", "/c"].map(PathBuf::from).to_vec()
         );
         assert!(!config.cni_default_network);
+        assert!(
+            config.containerd_local_content,
+            "the flag wins over the file"
+        );
         assert_eq!(config.image_pull_progress_timeout, Duration::from_secs(30));
         assert_eq!(config.registry.insecure, vec!["localhost:5001".to_string()]);
         assert_eq!(config.metrics_address, None);

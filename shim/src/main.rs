@@ -63,6 +63,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             runtime_backends::containerd::ContainerdConfig {
                 address: config.containerd_address.clone(),
                 namespace: config.containerd_namespace.clone(),
+                local_content: config.containerd_local_content,
             },
         )?),
         BackendKind::Docker => {

@@ -421,7 +421,7 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
     let addr = registry.addr();
     images.push(&registry, images::LARGE, "crius/large:1")?;
     let large = images.image(images::LARGE)?;
-    let mut env = env(&[], None).await?;
+    let mut env = env(&["--log-level", "debug"], None).await?;
     let tag = format!("{addr}/crius/large:1");
     let before = registry.blob_gets("crius/large")?;
     let started = Instant::now();
@@ -459,6 +459,32 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
         "one shared pull, one info line: {pulled:?}"
     );
     eprintln!("{}", pulled[0]);
+    // crius wrote each layer into containerd's local store and containerd recorded it.
+    for layer in &large.layers {
+        ensure!(
+            log.lines().any(
+                |l| l.contains("recording a layer blob found in the local store")
+                    && l.contains(layer.as_str())
+            ),
+            "layer {layer} was not written into the local store:\n{log}"
+        );
+        ensure!(
+            env.containerd.blob_path(layer).is_file(),
+            "layer {layer} is not in containerd's blob directory"
+        );
+    }
+    let content = env.ctr_lines(&["content", "ls", "-q"])?;
+    for layer in &large.layers {
+        ensure!(
+            content.contains(layer),
+            "{layer} is not in crius's namespace: {content:?}"
+        );
+    }
+    ensure!(
+        scratch_files(&env).is_empty(),
+        "scratch files left: {:?}",
+        scratch_files(&env)
+    );
 
     // A second pull of a present image fetches no layer again.
     let again = Instant::now();
@@ -474,6 +500,48 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
     );
     env.run_in_pod("large", &[&tag]).await?;
     env.finish().await
+}
+
+/// With `containerd_local_content = false` every layer goes through `Content.Write`; the
+/// image is whole and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_content_write_when_local_content_is_off() -> Result<()> {
+    let images = Images::get()?;
+    let registry = Registry::start(false)?;
+    images.push(&registry, images::LARGE, "crius/large:1")?;
+    let large = images.image(images::LARGE)?;
+    let mut env = env(
+        &["--log-level", "debug"],
+        Some("containerd_local_content = false\n"),
+    )
+    .await?;
+    let tag = format!("{}/crius/large:1", registry.addr());
+    assert_eq!(env.pull(&tag, None).await?, large.config_digest);
+    let log = env.crius.log()?;
+    ensure!(
+        !log.contains("local store"),
+        "the local store was used although it is off:\n{log}"
+    );
+    let content = env.ctr_lines(&["content", "ls", "-q"])?;
+    for layer in &large.layers {
+        ensure!(
+            content.contains(layer),
+            "{layer} is not in crius's namespace: {content:?}"
+        );
+    }
+    ensure!(
+        !env.containerd.scratch_dir(NAMESPACE).exists(),
+        "crius made a scratch directory although local content is off"
+    );
+    env.run_in_pod("streamed", &[&tag]).await?;
+    env.finish().await
+}
+
+/// Files crius left in its scratch directory in containerd's content root.
+fn scratch_files(env: &Env) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(env.containerd.scratch_dir(NAMESPACE))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
 }
 
 /// Wrong credentials, a missing tag, a closed port, a registry that never answers and a
@@ -600,6 +668,17 @@ async fn pull_errors_are_distinct_and_leave_nothing_behind() -> Result<()> {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(ingests.is_empty(), "no ingests: {ingests:?}");
+    // Nothing stays in containerd's blob directory or in crius's scratch directory: the
+    // corrupted layer was never linked, the good one went with the lease.
+    for layer in &large.layers {
+        let blob = env.containerd.blob_path(layer);
+        assert!(!blob.exists(), "{} must not stay", blob.display());
+    }
+    assert!(
+        scratch_files(&env).is_empty(),
+        "scratch files left: {:?}",
+        scratch_files(&env)
+    );
     assert!(
         env.ctr_lines(&["leases", "ls", "-q"])?.is_empty(),
         "no leases"

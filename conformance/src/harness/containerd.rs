@@ -197,6 +197,23 @@ state = {state}
         self.dir().join("root")
     }
 
+    /// Where containerd's local content store keeps the blob `digest` (`sha256:<hex>`).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+        self.root()
+            .join("io.containerd.content.v1.content/blobs")
+            .join(algorithm)
+            .join(hex)
+    }
+
+    /// The directory a crius using `namespace` writes pulled layers into before linking
+    /// them into the blob directory.
+    pub fn scratch_dir(&self, namespace: &str) -> PathBuf {
+        self.root()
+            .join("io.containerd.content.v1.content/crius-ingest")
+            .join(namespace)
+    }
+
     pub fn state(&self) -> PathBuf {
         self.dir().join("state")
     }

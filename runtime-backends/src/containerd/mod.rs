@@ -9,6 +9,7 @@ mod events;
 mod fifo;
 mod images;
 pub use images::node_architecture;
+mod local_content;
 mod pull;
 mod view;
 
@@ -46,6 +47,9 @@ pub struct ContainerdConfig {
     pub address: PathBuf,
     /// The containerd namespace crius's objects live in.
     pub namespace: String,
+    /// Write pulled layers into containerd's content directory when it is visible from
+    /// here (see `local_content`), instead of streaming them through `Content.Write`.
+    pub local_content: bool,
 }
 
 /// A containerd backend. Cheap to clone.
@@ -60,6 +64,9 @@ struct Inner {
     namespace_header: MetadataValue<tonic::metadata::Ascii>,
     images: images::ImageCache,
     pulls: pull::InFlight,
+    local_content_enabled: bool,
+    /// Found at the first pull: containerd may not be up when crius starts.
+    local_content: tokio::sync::OnceCell<Option<local_content::LocalContent>>,
 }
 
 impl Containerd {
@@ -91,6 +98,8 @@ impl Containerd {
                 namespace_header,
                 images: images::ImageCache::default(),
                 pulls: pull::InFlight::default(),
+                local_content_enabled: config.local_content,
+                local_content: tokio::sync::OnceCell::new(),
             }),
         })
     }

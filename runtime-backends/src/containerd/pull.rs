@@ -2,10 +2,12 @@
 //!
 //! The registry side is `oci-client` (bearer-token and basic auth, manifests, blob streams);
 //! the containerd side is the same path as an import: everything is written under one lease
-//! (`Content.Write`, streamed in 1 MiB messages), layers are unpacked into the snapshotter
-//! (`Snapshots.Prepare` + `Diff.Apply` + `Snapshots.Commit` by chain id), and the image
-//! records point at the index or manifest with `containerd.io/gc.ref.*` labels on every blob,
-//! so the garbage collector keeps exactly what the image needs once the lease goes.
+//! (`Content.Write` in 1 MiB messages; layers, when containerd's content directory is
+//! visible, written there by crius and only recorded by containerd, see [`local_content`]),
+//! layers are unpacked into the snapshotter while they arrive (or `Snapshots.Prepare` +
+//! `Diff.Apply` + `Snapshots.Commit` by chain id), and the image records point at the index
+//! or manifest with `containerd.io/gc.ref.*` labels on every blob, so the garbage collector
+//! keeps exactly what the image needs once the lease goes.
 //!
 //! Robustness:
 //! - concurrent pulls of one reference share one download (an in-flight map of shared
@@ -35,12 +37,14 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt as _;
 
 use super::apply::{self, ChannelReader, Compression, Root};
 use super::images::{
     chain_ids, diff_id_mismatch, node_architecture, parse_config, platform_manifest, repository_of,
     sha256_digest, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
+use super::local_content::{self, LocalContent, Placed, ScratchFile};
 use super::{map_status, Containerd, SNAPSHOTTER};
 use crate::{
     BackendError, Blob, ImageRecord, PullImage, RegistryCredentials, RegistrySettings, Result,
@@ -72,6 +76,8 @@ const MANIFEST_ACCEPT: [&str; 4] = [
 const CHUNK: usize = 1 << 20;
 /// Chunks queued between the download and the layer applier.
 const APPLY_QUEUE: usize = 256;
+/// Chunks queued between the download and the scratch-file writer.
+const SCRATCH_QUEUE: usize = 256;
 /// Pull progress is logged (debug) every this many bytes of a layer.
 const LOG_EVERY: u64 = 8 << 20;
 const ENGINE: &str = "registry";
@@ -1105,6 +1111,273 @@ impl Containerd {
     /// Stream one layer from the registry (`stream`, from [`open_layer`]) into the content
     /// store, verifying its digest, and into `sink` when given.
     async fn download_layer(
+        &self,
+        fetch: &LayerFetch<'_>,
+        stream: SizedStream,
+        sink: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    ) -> Result<Fed> {
+        if let Some(local) = self.local_content().await {
+            if let Some(blob) = local.blob_path(&fetch.layer.digest) {
+                return self
+                    .download_layer_locally(fetch, stream, sink, local, &blob)
+                    .await;
+            }
+        }
+        self.download_layer_through_grpc(fetch, stream, sink).await
+    }
+
+    /// containerd's local content store, if crius may write into it; asked for once.
+    async fn local_content(&self) -> Option<&LocalContent> {
+        if !self.inner.local_content_enabled {
+            return None;
+        }
+        let found = self
+            .inner
+            .local_content
+            .get_or_try_init(|| self.find_local_content())
+            .await;
+        match found {
+            Ok(local) => local.as_ref(),
+            Err(err) => {
+                tracing::debug!(error = %err, "could not ask containerd where its content store is");
+                None
+            }
+        }
+    }
+
+    async fn find_local_content(&self) -> Result<Option<LocalContent>> {
+        const CONTENT: &str = "io.containerd.content.v1";
+        const METADATA: &str = "io.containerd.metadata.v1";
+        let plugins = self
+            .introspection()
+            .plugins(self.req(api::PluginsRequest {
+                filters: vec![format!("type=={CONTENT}"), format!("type=={METADATA}")],
+            }))
+            .await
+            .map_err(|s| map_status(s, "plugins", CONTENT))?
+            .into_inner()
+            .plugins;
+        let export = |kind: &str, key: &str| {
+            plugins
+                .iter()
+                .filter(|p| p.r#type == kind)
+                .find_map(|p| p.exports.get(key).cloned())
+        };
+        let root = export(CONTENT, "root");
+        let policy = export(METADATA, "policy");
+        let namespace = self.inner.namespace.clone();
+        tokio::task::spawn_blocking(move || {
+            LocalContent::open(root.as_deref(), policy.as_deref(), &namespace)
+        })
+        .await
+        .map_err(|e| BackendError::Engine {
+            engine: ENGINE,
+            message: format!("opening the local content store: {e}"),
+        })
+    }
+
+    /// [`Containerd::download_layer`] through containerd's local content store (see
+    /// [`local_content`]): crius writes, hashes and links the blob, containerd records it.
+    async fn download_layer_locally(
+        &self,
+        fetch: &LayerFetch<'_>,
+        mut stream: SizedStream,
+        sink: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        local: &LocalContent,
+        blob: &Path,
+    ) -> Result<Fed> {
+        let LayerFetch {
+            endpoint,
+            name,
+            layer,
+            progress,
+            ..
+        } = *fetch;
+        let digest = layer.digest.as_str();
+        let scratch = ScratchFile(local.scratch_path(digest));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(SCRATCH_QUEUE);
+        let path = scratch.0.clone();
+        let writing = tokio::task::spawn_blocking(move || local_content::write_and_hash(&path, rx));
+        let mut logged = 0u64;
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| stream_error(name, &endpoint.host, &e))?;
+            progress.add(chunk.len());
+            received += chunk.len() as u64;
+            if let Some(sink) = &sink {
+                if sink.send(chunk.clone()).await.is_err() {
+                    // The applier stopped reading; its error says why.
+                    return Ok(Fed::SinkClosed);
+                }
+            }
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped; its error is read below.
+                break;
+            }
+            if received - logged >= LOG_EVERY {
+                logged = received;
+                tracing::debug!(image = name, layer = %digest, received, total = layer.size, "pull progress");
+            }
+        }
+        drop(tx);
+        // The applier sees the end of the stream.
+        drop(sink);
+        let write_error = |source: std::io::Error| BackendError::Io {
+            context: format!(
+                "pulling {name}: writing layer {digest} to {}",
+                scratch.0.display()
+            ),
+            source,
+        };
+        let written = writing
+            .await
+            .map_err(|e| write_error(std::io::Error::other(e.to_string())))?
+            .map_err(write_error)?;
+        if i64::try_from(written.size).ok() != Some(layer.size) {
+            return Err(BackendError::InvalidArgument(format!(
+                "pulling {name}: layer {digest} is {} bytes, the manifest says {}",
+                written.size, layer.size
+            )));
+        }
+        if written.digest != digest {
+            return Err(BackendError::InvalidArgument(format!(
+                "pulling {name}: layer digest mismatch: the manifest says {digest}, the bytes hash to {}",
+                written.digest
+            )));
+        }
+        let placed = LocalContent::place(&scratch.0, blob).map_err(|source| BackendError::Io {
+            context: format!(
+                "pulling {name}: linking layer {digest} to {}",
+                blob.display()
+            ),
+            source,
+        })?;
+        let recorded = self.record_blob(fetch, &scratch.0).await;
+        if recorded.is_err() && placed == Placed::Linked {
+            // No namespace records it yet: without this it would stay until containerd's
+            // next content sweep.
+            if let Err(err) = std::fs::remove_file(blob) {
+                tracing::warn!(blob = %blob.display(), error = %err, "could not remove an unrecorded layer blob");
+            }
+        }
+        recorded.map(|()| Fed::Complete)
+    }
+
+    /// Record the blob just placed in the local store in crius's namespace, under the
+    /// pull's lease. containerd's ingest starts complete when it finds the blob in its
+    /// local store; if the blob went meanwhile, `scratch` (the same bytes) is streamed.
+    async fn record_blob(&self, fetch: &LayerFetch<'_>, scratch: &Path) -> Result<()> {
+        let LayerFetch {
+            lease,
+            layer,
+            ingests,
+            ..
+        } = *fetch;
+        let digest = layer.digest.as_str();
+        let total = layer.size;
+        let ingest = format!("crius-pull-{:016x}-{digest}", rand::random::<u64>());
+        if let Ok(mut list) = ingests.lock() {
+            list.push(ingest.clone());
+        }
+        let message =
+            |action: api::WriteAction, offset: i64, data: Vec<u8>| api::WriteContentRequest {
+                action: action as i32,
+                r#ref: ingest.clone(),
+                total,
+                expected: digest.to_string(),
+                offset,
+                data,
+                labels: HashMap::new(),
+            };
+        let failed = |status: tonic::Status| map_status(status, "content", digest);
+        let closed = || BackendError::Engine {
+            engine: "containerd",
+            message: format!("content write of {digest} closed early"),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<api::WriteContentRequest>(4);
+        tx.send(message(api::WriteAction::Stat, 0, Vec::new()))
+            .await
+            .map_err(|_| closed())?;
+        let request = self.leased_req(tokio_stream::wrappers::ReceiverStream::new(rx), lease)?;
+        let mut responses = match self.content().write(request).await {
+            Ok(responses) => responses.into_inner(),
+            // Another pull recorded it in this namespace first.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(()),
+            Err(status) => return Err(failed(status)),
+        };
+        let stat = match responses.message().await {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Err(closed()),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => return Ok(()),
+            Err(status) => return Err(failed(status)),
+        };
+        let feed = async {
+            // Owned here, so the request stream ends whenever feeding ends.
+            let tx = tx;
+            if stat.offset == total {
+                tracing::debug!(layer = %digest, "recording a layer blob found in the local store");
+            } else {
+                tracing::debug!(layer = %digest, offset = stat.offset, "the layer blob left the local store; streaming it");
+                let mut file =
+                    tokio::fs::File::open(scratch)
+                        .await
+                        .map_err(|source| BackendError::Io {
+                            context: format!("reading {}", scratch.display()),
+                            source,
+                        })?;
+                let mut offset = 0i64;
+                loop {
+                    let mut data = Vec::with_capacity(CHUNK);
+                    let n = (&mut file)
+                        .take(CHUNK as u64)
+                        .read_to_end(&mut data)
+                        .await
+                        .map_err(|source| BackendError::Io {
+                            context: format!("reading {}", scratch.display()),
+                            source,
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                    tx.send(message(api::WriteAction::Write, offset, data))
+                        .await
+                        .map_err(|_| closed())?;
+                    offset += i64::try_from(n).unwrap_or(i64::MAX);
+                }
+            }
+            tx.send(message(api::WriteAction::Commit, total, Vec::new()))
+                .await
+                .map_err(|_| closed())
+        };
+        let drain = async {
+            while let Some(response) = responses.message().await.transpose() {
+                response?;
+            }
+            Ok::<(), tonic::Status>(())
+        };
+        tokio::pin!(feed);
+        tokio::pin!(drain);
+        let mut fed = None;
+        loop {
+            tokio::select! {
+                drained = &mut drain => return match drained {
+                    // containerd's word on a failure comes before the feeder's.
+                    Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+                    Err(status) => Err(failed(status)),
+                    // containerd ends the call after the commit or after the request
+                    // stream ends, so the feeder is done.
+                    Ok(()) => match fed {
+                        Some(fed) => fed,
+                        None => feed.await,
+                    },
+                },
+                result = &mut feed, if fed.is_none() => fed = Some(result),
+            }
+        }
+    }
+
+    /// [`Containerd::download_layer`] with every byte sent through `Content.Write`.
+    async fn download_layer_through_grpc(
         &self,
         fetch: &LayerFetch<'_>,
         mut stream: SizedStream,
