@@ -24,3 +24,4 @@ pub mod server;
 pub mod services;
 pub mod stats;
 pub mod store;
+pub mod wire;

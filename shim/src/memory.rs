@@ -25,6 +25,10 @@ pub fn release_free() {
     }
 }
 
+/// Answers at least this large (a full list on a full node) are noted with
+/// [`note_large_answer`].
+pub const LARGE_ANSWER: usize = 64 * 1024;
+
 /// Note that a large answer was built (a full list on a full node: hundreds of KiB in
 /// buffers, freed once it is sent). While such answers keep coming, a trim returns what they
 /// left free once a second; a last trim follows a second after the last of them, when its

@@ -41,6 +41,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Serve both CRI services until SIGTERM/SIGINT; in-flight calls finish, then the socket goes.
 pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> anyhow::Result<()> {
+    let kept_answers = crate::wire::KeptAnswersLayer::new(crius.clone());
     let cri = Cri { crius };
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -56,6 +57,7 @@ pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> an
         let _ = signalled_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
+        .layer(kept_answers)
         .add_service(runtime)
         .add_service(images)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal);

@@ -271,3 +271,194 @@ async fn the_kept_sandbox_list_follows_every_change() {
     crius.remove_sandbox(&second).await.unwrap();
     expect(&[]);
 }
+
+/// Stands in for tonic's router behind the kept-answers layer: counts the calls it gets and
+/// answers each with 204.
+#[derive(Clone, Default)]
+struct Router(Arc<std::sync::atomic::AtomicUsize>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for Router {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut response = http::Response::new(tonic::body::Body::empty());
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        std::future::ready(Ok(response))
+    }
+}
+
+/// Send `message` to `method` through the kept-answers layer in front of `router`; the
+/// response's status, body and `grpc-status` trailer.
+async fn through_layer(
+    crius: &Arc<Crius>,
+    router: &Router,
+    method: &str,
+    message: &[u8],
+    compressed: bool,
+) -> (http::StatusCode, Vec<u8>, Option<String>) {
+    use http_body_util::BodyExt;
+    use tower::{Layer, Service};
+    let mut service = shim::wire::KeptAnswersLayer::new(crius.clone()).layer(router.clone());
+    let mut body = vec![u8::from(compressed)];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let request = http::Request::post(format!("/runtime.v1.RuntimeService/{method}"))
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(body),
+        )))
+        .unwrap();
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    let response = service.call(request).await.unwrap();
+    let status = response.status();
+    let collected = response.into_body().collect().await.unwrap();
+    let grpc_status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, collected.to_bytes().to_vec(), grpc_status)
+}
+
+/// The message of a one-message gRPC body.
+fn unframed(body: &[u8]) -> &[u8] {
+    assert_eq!(body[0], 0, "uncompressed");
+    let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    assert_eq!(body.len(), 5 + length, "one whole message");
+    &body[5..]
+}
+
+#[tokio::test]
+async fn unfiltered_lists_are_answered_from_the_kept_bytes_before_tonic() {
+    use cri_api::v1 as cri;
+    use prost::Message;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    let sandbox = crius.run_sandbox(pod("w")).await.unwrap();
+    let config = ContainerConfig {
+        metadata: ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        },
+        image: "localhost/app:1".into(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let id = crius.create_container(&sandbox, config).await.unwrap();
+    let router = Router::default();
+    let counted = || {
+        shim::instrument::histograms()["ListContainers"]
+            .count
+            .load(Ordering::SeqCst)
+    };
+
+    // Unfiltered (no filter, or an empty one): answered here, counted as the RPC, with the
+    // same bytes the service gives.
+    for request in [
+        cri::ListContainersRequest::default(),
+        cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter::default()),
+        },
+    ] {
+        let before = counted();
+        let (status, body, grpc_status) = through_layer(
+            &crius,
+            &router,
+            "ListContainers",
+            &request.encode_to_vec(),
+            false,
+        )
+        .await;
+        assert_eq!(
+            (status, grpc_status.as_deref()),
+            (http::StatusCode::OK, Some("0"))
+        );
+        let served = shim::services::container::list(&crius, request).unwrap();
+        assert_eq!(unframed(&body), served.encode_to_vec().as_slice());
+        let decoded = cri::ListContainersResponse::decode(unframed(&body)).unwrap();
+        assert_eq!(decoded.containers.len(), 1);
+        assert_eq!(decoded.containers[0].id, id);
+        assert!(counted() > before, "the call is counted as ListContainers");
+    }
+    // A change of state is in the next answer.
+    crius
+        .store
+        .containers
+        .get(&id)
+        .unwrap()
+        .update(|s| s.state = shim::store::ContainerState::Running);
+    let (_, body, _) = through_layer(
+        &crius,
+        &router,
+        "ListContainers",
+        &cri::ListContainersRequest::default().encode_to_vec(),
+        false,
+    )
+    .await;
+    let decoded = cri::ListContainersResponse::decode(unframed(&body)).unwrap();
+    assert_eq!(
+        decoded.containers[0].state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    let (_, body, _) = through_layer(
+        &crius,
+        &router,
+        "ListPodSandbox",
+        &cri::ListPodSandboxRequest::default().encode_to_vec(),
+        false,
+    )
+    .await;
+    let sandboxes = cri::ListPodSandboxResponse::decode(unframed(&body)).unwrap();
+    assert_eq!(sandboxes.items.len(), 1);
+    assert_eq!(sandboxes.items[0].id, sandbox);
+    assert_eq!(router.0.load(Ordering::SeqCst), 0, "tonic saw none of them");
+
+    // Everything else goes on to tonic: a filter, a compressed message, another method.
+    let by_pod = cri::ListContainersRequest {
+        filter: Some(cri::ContainerFilter {
+            pod_sandbox_id: sandbox.clone(),
+            ..Default::default()
+        }),
+    };
+    let passed = [
+        ("ListContainers", by_pod.encode_to_vec(), false),
+        (
+            "ListContainers",
+            cri::ListContainersRequest::default().encode_to_vec(),
+            true,
+        ),
+        (
+            "ListPodSandbox",
+            cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    id: sandbox.clone(),
+                    ..Default::default()
+                }),
+            }
+            .encode_to_vec(),
+            false,
+        ),
+        ("ListImages", Vec::new(), false),
+    ];
+    for (i, (method, message, compressed)) in passed.iter().enumerate() {
+        let (status, _, _) = through_layer(&crius, &router, method, message, *compressed).await;
+        assert_eq!(status, http::StatusCode::NO_CONTENT, "{method} #{i}");
+        assert_eq!(router.0.load(Ordering::SeqCst), i + 1, "{method} #{i}");
+    }
+    crius.remove_container(&id).await.unwrap();
+    crius.remove_sandbox(&sandbox).await.unwrap();
+}

@@ -238,11 +238,8 @@ fn listed(container: &Container, state: i32) -> cri::Container {
     }
 }
 
-/// An answer this large leaves buffers of hundreds of KiB behind (see `memory.rs`).
-const LARGE_ANSWER: usize = 64 * 1024;
-
 /// Does `filter` let every container through?
-fn selects_all(filter: Option<&cri::ContainerFilter>) -> bool {
+pub fn selects_all(filter: Option<&cri::ContainerFilter>) -> bool {
     filter.is_none_or(|f| {
         f.id.is_empty()
             && f.pod_sandbox_id.is_empty()
@@ -274,18 +271,8 @@ pub fn list(
     request: cri::ListContainersRequest,
 ) -> Result<cri::ListContainersResponse> {
     let answer = if selects_all(request.filter.as_ref()) {
-        let raw = crius
-            .store
-            .containers
-            .kept_answer(&crius.store.container_list, || {
-                cri::ListContainersResponse {
-                    encoded: encoded(crius, None),
-                    ..Default::default()
-                }
-                .to_bytes()
-            });
         cri::ListContainersResponse {
-            raw,
+            raw: all_encoded(crius),
             ..Default::default()
         }
     } else {
@@ -294,10 +281,25 @@ pub fn list(
             ..Default::default()
         }
     };
-    if prost::Message::encoded_len(&answer) >= LARGE_ANSWER {
+    if prost::Message::encoded_len(&answer) >= crate::memory::LARGE_ANSWER {
         crate::memory::note_large_answer();
     }
     Ok(answer)
+}
+
+/// The unfiltered answer, encoded; kept until a container is added or removed or changes
+/// state (`crate::wire` sends it from these bytes).
+pub fn all_encoded(crius: &Crius) -> bytes::Bytes {
+    crius
+        .store
+        .containers
+        .kept_answer(&crius.store.container_list, || {
+            cri::ListContainersResponse {
+                encoded: encoded(crius, None),
+                ..Default::default()
+            }
+            .to_bytes()
+        })
 }
 
 /// The same selection as [`list`], decoded (StreamContainers sends it in chunks).

@@ -126,7 +126,7 @@ pub fn status(
 }
 
 /// Does `filter` let every sandbox through?
-fn selects_all(filter: Option<&cri::PodSandboxFilter>) -> bool {
+pub fn selects_all(filter: Option<&cri::PodSandboxFilter>) -> bool {
     filter.is_none_or(|f| f.id.is_empty() && f.state.is_none() && f.label_selector.is_empty())
 }
 
@@ -142,7 +142,16 @@ pub fn list(
             ..Default::default()
         });
     }
-    let raw = crius
+    Ok(cri::ListPodSandboxResponse {
+        raw: all_encoded(crius),
+        ..Default::default()
+    })
+}
+
+/// The unfiltered answer, encoded; kept until a sandbox is added or removed or changes state
+/// (`crate::wire` sends it from these bytes).
+pub fn all_encoded(crius: &Crius) -> bytes::Bytes {
+    crius
         .store
         .sandboxes
         .kept_answer(&crius.store.sandbox_list, || {
@@ -151,11 +160,7 @@ pub fn list(
                 ..Default::default()
             }
             .to_bytes()
-        });
-    Ok(cri::ListPodSandboxResponse {
-        raw,
-        ..Default::default()
-    })
+        })
 }
 
 /// The sandboxes `filter` selects (StreamPodSandboxes sends them in chunks).

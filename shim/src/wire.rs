@@ -1,0 +1,273 @@
+//! The kept list answers, sent from their bytes at the HTTP layer.
+//!
+//! kubelet asks for every sandbox and every container, unfiltered, each second. crius keeps
+//! those two answers encoded until something changes (`Table::kept_answer`), but a tonic
+//! handler would still copy the kept bytes into a fresh encode buffer for every call: on a
+//! node with 1000 containers, ~365 KB allocated, copied and freed per call, and held per
+//! client while it is sent. This layer answers those two calls itself: it reads the small
+//! request, and when it asks for everything, replies with the gRPC frame header followed by
+//! the kept `Bytes` (shared, not copied) and `grpc-status: 0`. Any other request, or one it
+//! cannot read as a plain unfiltered list, goes on to tonic unchanged.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cri_api::v1 as cri;
+use futures::future::BoxFuture;
+use http_body_util::BodyExt as _;
+use prost::Message as _;
+use tonic::body::Body;
+
+use crate::error::Error;
+use crate::runtime::Crius;
+use crate::services::{container, sandbox};
+
+const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
+const LIST_POD_SANDBOX: &str = "/runtime.v1.RuntimeService/ListPodSandbox";
+/// The gRPC frame header and the largest message the CRI services accept.
+const MAX_LIST_REQUEST: usize = 5 + crate::server::MAX_MESSAGE_BYTES;
+
+/// Wraps the CRI services; see the module documentation.
+#[derive(Clone)]
+pub struct KeptAnswersLayer {
+    crius: Arc<Crius>,
+}
+
+impl KeptAnswersLayer {
+    pub fn new(crius: Arc<Crius>) -> Self {
+        Self { crius }
+    }
+}
+
+impl<S> tower::Layer<S> for KeptAnswersLayer {
+    type Service = KeptAnswers<S>;
+
+    fn layer(&self, inner: S) -> KeptAnswers<S> {
+        KeptAnswers {
+            inner,
+            crius: self.crius.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KeptAnswers<S> {
+    inner: S,
+    crius: Arc<Crius>,
+}
+
+/// Which kept answer a request path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Containers,
+    Sandboxes,
+}
+
+impl Listing {
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            LIST_CONTAINERS => Some(Self::Containers),
+            LIST_POD_SANDBOX => Some(Self::Sandboxes),
+            _ => None,
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Self::Containers => "ListContainers",
+            Self::Sandboxes => "ListPodSandbox",
+        }
+    }
+
+    /// Whether the request message (without its gRPC frame) asks for every entry.
+    fn selects_all(self, message: &[u8]) -> bool {
+        match self {
+            Self::Containers => cri::ListContainersRequest::decode(message)
+                .is_ok_and(|r| container::selects_all(r.filter.as_ref())),
+            Self::Sandboxes => cri::ListPodSandboxRequest::decode(message)
+                .is_ok_and(|r| sandbox::selects_all(r.filter.as_ref())),
+        }
+    }
+
+    fn kept(self, crius: &Crius) -> Bytes {
+        match self {
+            Self::Containers => container::all_encoded(crius),
+            Self::Sandboxes => sandbox::all_encoded(crius),
+        }
+    }
+}
+
+/// The message of a request body holding exactly one uncompressed gRPC message.
+fn single_message(body: &[u8]) -> Option<&[u8]> {
+    let (&compressed, rest) = body.split_first()?;
+    let (length, message) = rest.split_first_chunk::<4>()?;
+    let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
+    (compressed == 0 && message.len() == length).then_some(message)
+}
+
+/// An OK gRPC response carrying `message` (already encoded) without copying it.
+fn grpc_answer(message: Bytes) -> Option<http::Response<Body>> {
+    let length = u32::try_from(message.len()).ok()?;
+    let mut header = BytesMut::with_capacity(5);
+    header.put_u8(0);
+    header.put_u32(length);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [
+        http_body::Frame::data(header.freeze()),
+        http_body::Frame::data(message),
+        http_body::Frame::trailers(trailers),
+    ]
+    .map(Ok::<_, Infallible>);
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(Body::new(body))
+        .ok()
+}
+
+impl<S> tower::Service<http::Request<Body>> for KeptAnswers<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Some(listing) = Listing::of(request.uri().path()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        // The ready service answers this call; a fresh clone waits for the next one.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let crius = self.crius.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let limited = http_body_util::Limited::new(body, MAX_LIST_REQUEST);
+            let bytes = match limited.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) => {
+                    let message = format!("{}: reading the request: {err}", listing.method());
+                    let status = if err.is::<http_body_util::LengthLimitError>() {
+                        tonic::Status::out_of_range(message)
+                    } else {
+                        tonic::Status::internal(message)
+                    };
+                    return Ok(status.into_http());
+                }
+            };
+            if single_message(&bytes).is_some_and(|m| listing.selects_all(m)) {
+                let kept = crate::instrument::call(listing.method(), async {
+                    Ok::<_, Error>(listing.kept(&crius))
+                })
+                .await;
+                if let Ok(kept) = kept {
+                    let kept = kept.into_inner();
+                    if kept.len() >= crate::memory::LARGE_ANSWER {
+                        crate::memory::note_large_answer();
+                    }
+                    if let Some(answer) = grpc_answer(kept) {
+                        return Ok(answer);
+                    }
+                }
+            }
+            let body = Body::new(http_body_util::Full::new(bytes));
+            inner.call(http::Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+        body
+    }
+
+    #[test]
+    fn only_one_whole_uncompressed_message_is_read() {
+        let message = cri::ListContainersRequest::default().encode_to_vec();
+        assert_eq!(single_message(&framed(&message)), Some(&message[..]));
+        let filter = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: "abc".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(single_message(&framed(&filter)), Some(&filter[..]));
+        let mut compressed = framed(&filter);
+        compressed[0] = 1;
+        assert_eq!(single_message(&compressed), None);
+        let mut short = framed(&filter);
+        short.pop();
+        assert_eq!(single_message(&short), None);
+        let mut two = framed(&filter);
+        two.extend(framed(&filter));
+        assert_eq!(single_message(&two), None);
+        assert_eq!(single_message(&[0, 0, 0]), None);
+    }
+
+    #[test]
+    fn only_unfiltered_lists_are_answered_here() {
+        let all = cri::ListContainersRequest::default().encode_to_vec();
+        let empty_filter = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter::default()),
+        }
+        .encode_to_vec();
+        let by_pod = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: "p".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec();
+        assert!(Listing::Containers.selects_all(&all));
+        assert!(Listing::Containers.selects_all(&empty_filter));
+        assert!(!Listing::Containers.selects_all(&by_pod));
+        assert!(!Listing::Containers.selects_all(&[0xff, 0xff]));
+        let ready = cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                state: Some(cri::PodSandboxStateValue { state: 0 }),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec();
+        assert!(Listing::Sandboxes.selects_all(&[]));
+        assert!(!Listing::Sandboxes.selects_all(&ready));
+        assert_eq!(Listing::of(LIST_CONTAINERS), Some(Listing::Containers));
+        assert_eq!(Listing::of(LIST_POD_SANDBOX), Some(Listing::Sandboxes));
+        assert_eq!(Listing::of("/runtime.v1.RuntimeService/ListImages"), None);
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_one_grpc_frame_then_an_ok_status() {
+        let message = Bytes::from_static(b"\x0a\x03abc");
+        let answer = grpc_answer(message.clone()).unwrap();
+        assert_eq!(
+            answer.headers()[http::header::CONTENT_TYPE],
+            "application/grpc"
+        );
+        let collected = answer.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers["grpc-status"], "0");
+        let body = collected.to_bytes();
+        assert_eq!(&body[..], &framed(&message)[..]);
+    }
+}
