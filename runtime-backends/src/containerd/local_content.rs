@@ -13,9 +13,9 @@
 //! 3. `Content.Write` opens an ingest expecting that digest and size. containerd's metadata
 //!    store sees the blob already in its local store (content sharing policy `shared`, the
 //!    default), so the ingest starts complete and the commit records the blob in crius's
-//!    namespace under the pull's lease without moving a byte. If the blob is not there any
-//!    more (containerd's content sweep can delete a blob no namespace records), the ingest
-//!    starts empty and the scratch file is streamed through `Content.Write` instead.
+//!    namespace under the pull's lease without moving a byte. If the blob is not there (the
+//!    link failed, or containerd's content sweep deleted a blob no namespace recorded yet),
+//!    the ingest starts empty and the scratch file is streamed through `Content.Write`.
 //!
 //! Nothing is used unless every condition holds: the plugin reports its root, the root is
 //! a directory here, the metadata plugin's sharing policy is `shared`, and the scratch

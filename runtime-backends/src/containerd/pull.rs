@@ -1245,15 +1245,17 @@ impl Containerd {
                 written.digest
             )));
         }
-        let placed = LocalContent::place(&scratch.0, blob).map_err(|source| BackendError::Io {
-            context: format!(
-                "pulling {name}: linking layer {digest} to {}",
-                blob.display()
-            ),
-            source,
-        })?;
+        let placed = match LocalContent::place(&scratch.0, blob) {
+            Ok(placed) => Some(placed),
+            Err(err) => {
+                // e.g. the blob directory is another filesystem: the ingest then starts
+                // empty and the scratch file is streamed.
+                tracing::warn!(blob = %blob.display(), error = %err, "could not link a layer into containerd's blob directory; streaming it");
+                None
+            }
+        };
         let recorded = self.record_blob(fetch, &scratch.0).await;
-        if recorded.is_err() && placed == Placed::Linked {
+        if recorded.is_err() && placed == Some(Placed::Linked) {
             // No namespace records it yet: without this it would stay until containerd's
             // next content sweep.
             if let Err(err) = std::fs::remove_file(blob) {
