@@ -91,6 +91,9 @@ pub struct CreateContainer {
     pub id: String,
     /// Image id (config digest) the rootfs comes from.
     pub image_id: String,
+    /// The chain id of that image's layers (`ImageRecord::chain_id`), which a snapshotting
+    /// backend puts the rootfs on; empty makes the backend look it up from `image_id`.
+    pub image_chain_id: String,
     /// The image name the caller used, recorded on the object.
     pub image_name: String,
     pub spec: oci_spec::runtime::Spec,

@@ -128,7 +128,9 @@ impl Crius {
             .load()
             .find(&reference)
             .ok_or_else(|| Error::NotFound(format!("image {:?} not found", config.image)))?;
+        let started = std::time::Instant::now();
         let user_files = self.image_user_files(&image.id).await?;
+        let user_files_at = started.elapsed();
         let sandbox_cfg = &sandbox.meta.config;
         let log_path = if config.log_path.is_empty() || sandbox_cfg.log_directory.is_empty() {
             String::new()
@@ -184,16 +186,19 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "container".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), sandbox.meta.id.clone());
+        let spec_at = started.elapsed();
         self.backend
             .create_container(CreateContainer {
                 id: id.to_string(),
                 image_id: image.id.clone(),
+                image_chain_id: image.chain_id.clone(),
                 image_name: config.image.clone(),
                 spec: spec.clone(),
                 labels,
                 systemd_cgroup: self.cgroups.is_systemd(),
             })
             .await?;
+        let backend_at = started.elapsed();
         let resources = config.resources.clone();
         let meta = ContainerMeta {
             id: id.to_string(),
@@ -215,7 +220,17 @@ impl Crius {
         let container = Arc::new(Container::new(meta, ContainerStatus::created(resources)));
         self.records.write(CONTAINER_SPECS, id, &spec)?;
         self.persist_container(&container)?;
+        let records_at = started.elapsed();
         self.store.containers.insert(id.to_string(), container);
+        tracing::debug!(
+            container = id,
+            user_files_us = user_files_at.as_micros(),
+            spec_us = (spec_at - user_files_at).as_micros(),
+            backend_us = (backend_at - spec_at).as_micros(),
+            records_us = (records_at - backend_at).as_micros(),
+            store_us = (started.elapsed() - records_at).as_micros(),
+            "container created"
+        );
         Ok(())
     }
 

@@ -167,6 +167,7 @@ impl Crius {
                 .create_container(CreateContainer {
                     id: id.to_string(),
                     image_id: image.id.clone(),
+                    image_chain_id: image.chain_id.clone(),
                     image_name: self.pause_image.clone(),
                     spec,
                     labels,
