@@ -473,13 +473,7 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
             "layer {layer} is not in containerd's blob directory"
         );
     }
-    let content = env.ctr_lines(&["content", "ls", "-q"])?;
-    for layer in &large.layers {
-        ensure!(
-            content.contains(layer),
-            "{layer} is not in crius's namespace: {content:?}"
-        );
-    }
+    layers_recorded(&env, &large.layers)?;
     ensure!(
         scratch_files(&env).is_empty(),
         "scratch files left: {:?}",
@@ -522,19 +516,25 @@ async fn pull_through_content_write_when_local_content_is_off() -> Result<()> {
         !log.contains("local store"),
         "the local store was used although it is off:\n{log}"
     );
-    let content = env.ctr_lines(&["content", "ls", "-q"])?;
-    for layer in &large.layers {
-        ensure!(
-            content.contains(layer),
-            "{layer} is not in crius's namespace: {content:?}"
-        );
-    }
+    layers_recorded(&env, &large.layers)?;
     ensure!(
         !env.containerd.scratch_dir(NAMESPACE).exists(),
         "crius made a scratch directory although local content is off"
     );
     env.run_in_pod("streamed", &[&tag]).await?;
     env.finish().await
+}
+
+/// Every one of `layers` is in crius's namespace of containerd's content store.
+fn layers_recorded(env: &Env, layers: &[String]) -> Result<()> {
+    let content = env.ctr_lines(&["content", "ls", "-q"])?;
+    for layer in layers {
+        ensure!(
+            content.contains(layer),
+            "{layer} is not in crius's namespace: {content:?}"
+        );
+    }
+    Ok(())
 }
 
 /// Files crius left in its scratch directory in containerd's content root.

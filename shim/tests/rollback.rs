@@ -53,6 +53,19 @@ fn crius(fake: Arc<FakeBackend>, dir: &std::path::Path) -> Arc<Crius> {
     Arc::new(Crius::new(config, fake))
 }
 
+/// A container `name` of the test image running `true`.
+fn app(name: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        },
+        image: "localhost/app:1".into(),
+        command: vec!["true".into()],
+        ..Default::default()
+    }
+}
+
 fn pod(name: &str) -> SandboxConfig {
     let mut config = SandboxConfig {
         metadata: PodMetadata {
@@ -121,15 +134,7 @@ async fn a_failed_container_create_is_rolled_back() {
     let crius = crius(fake.clone(), dir.path());
     crius.refresh_images().await.unwrap();
     let sandbox = crius.run_sandbox(pod("q")).await.unwrap();
-    let config = ContainerConfig {
-        metadata: ContainerMetadata {
-            name: "c".into(),
-            attempt: 0,
-        },
-        image: "localhost/app:1".into(),
-        command: vec!["true".into()],
-        ..Default::default()
-    };
+    let config = app("c");
     fake.failing.lock().unwrap().push("read_image_files".into());
     let err = crius
         .create_container(&sandbox, config.clone())
@@ -174,16 +179,7 @@ async fn the_kept_container_list_follows_every_change() {
     let crius = crius(fake.clone(), dir.path());
     crius.refresh_images().await.unwrap();
     let sandbox = crius.run_sandbox(pod("l")).await.unwrap();
-    let config = |name: &str| ContainerConfig {
-        metadata: ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        },
-        image: "localhost/app:1".into(),
-        command: vec!["true".into()],
-        ..Default::default()
-    };
-    let first = crius.create_container(&sandbox, config("a")).await.unwrap();
+    let first = crius.create_container(&sandbox, app("a")).await.unwrap();
     // Every answer is asked for twice: the second comes from the kept one.
     let expect = |want: &[(&str, cri_api::v1::ContainerState)]| {
         let want: Vec<(String, i32)> = want
@@ -200,7 +196,7 @@ async fn the_kept_container_list_follows_every_change() {
     };
     set(&first, shim::store::ContainerState::Running);
     expect(&[("a", ContainerRunning)]);
-    let second = crius.create_container(&sandbox, config("b")).await.unwrap();
+    let second = crius.create_container(&sandbox, app("b")).await.unwrap();
     expect(&[("a", ContainerRunning), ("b", ContainerCreated)]);
     set(&first, shim::store::ContainerState::Exited);
     expect(&[("a", ContainerExited), ("b", ContainerCreated)]);
@@ -349,15 +345,7 @@ async fn unfiltered_lists_are_answered_from_the_kept_bytes_before_tonic() {
     let crius = crius(fake.clone(), dir.path());
     crius.refresh_images().await.unwrap();
     let sandbox = crius.run_sandbox(pod("w")).await.unwrap();
-    let config = ContainerConfig {
-        metadata: ContainerMetadata {
-            name: "c".into(),
-            attempt: 0,
-        },
-        image: "localhost/app:1".into(),
-        command: vec!["true".into()],
-        ..Default::default()
-    };
+    let config = app("c");
     let id = crius.create_container(&sandbox, config).await.unwrap();
     let router = Router::default();
     let counted = || {
