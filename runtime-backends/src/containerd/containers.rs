@@ -212,17 +212,19 @@ impl Containerd {
             }
             self.delete_task_impl(id).await?;
         }
-        match self
-            .containers()
-            .delete(self.req(api::DeleteContainerRequest { id: id.to_string() }))
-            .await
-        {
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::NotFound => {}
-            Err(status) => return Err(map_status(status, "container", id)),
+        // With no task left, the record and the rootfs snapshot go at once: containerd
+        // writes each in its own metadata transaction. Should the record stay (an error),
+        // the next remove finds the snapshot gone, which is fine.
+        let mut containers = self.containers();
+        let (deleted, ()) = tokio::join!(
+            containers.delete(self.req(api::DeleteContainerRequest { id: id.to_string() })),
+            self.remove_snapshot(id)
+        );
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(map_status(status, "container", id)),
         }
-        self.remove_snapshot(id).await;
-        Ok(())
     }
 
     pub(crate) async fn start_task_impl(
