@@ -83,6 +83,13 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// The hex of a canonical sha256 digest (`sha256:` and 64 lowercase hex digits).
+pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
+    digest.strip_prefix("sha256:").filter(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 fn string_list(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -792,22 +799,36 @@ impl Containerd {
         }
     }
 
-    /// The snapshotter's root directory, as containerd's introspection service reports it.
-    async fn snapshotter_root(&self) -> Result<Option<String>> {
+    /// What a containerd plugin of type `kind` (and `id`, when given) exports under `key`,
+    /// as containerd's introspection service reports it.
+    pub(crate) async fn plugin_export(
+        &self,
+        kind: &str,
+        id: Option<&str>,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let filter = match id {
+            Some(id) => format!("type=={kind},id=={id}"),
+            None => format!("type=={kind}"),
+        };
         let plugins = self
             .introspection()
             .plugins(self.req(api::PluginsRequest {
-                filters: vec![format!(
-                    "type==io.containerd.snapshotter.v1,id=={SNAPSHOTTER}"
-                )],
+                filters: vec![filter],
             }))
             .await
-            .map_err(|s| map_status(s, "plugins", SNAPSHOTTER))?
+            .map_err(|s| map_status(s, "plugins", kind))?
             .into_inner()
             .plugins;
         Ok(plugins
             .into_iter()
-            .find_map(|p| p.exports.get("root").cloned()))
+            .find_map(|p| p.exports.get(key).cloned()))
+    }
+
+    /// The snapshotter's root directory.
+    async fn snapshotter_root(&self) -> Result<Option<String>> {
+        self.plugin_export("io.containerd.snapshotter.v1", Some(SNAPSHOTTER), "root")
+            .await
     }
 
     pub(crate) async fn image_fs_usage_impl(&self) -> Result<FsUsage> {

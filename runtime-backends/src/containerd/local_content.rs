@@ -117,12 +117,7 @@ impl LocalContent {
 
     /// Where containerd's local store keeps the blob `digest`, if it is a sha256 digest.
     pub(crate) fn blob_path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        let valid = hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| self.blobs.join(hex))
+        super::images::sha256_hex(digest).map(|hex| self.blobs.join(hex))
     }
 
     /// Make the checked (and synced) scratch file read-only, as containerd does with

@@ -42,7 +42,7 @@ use tokio::io::AsyncReadExt as _;
 use super::apply::{self, ChannelReader, Compression, Root};
 use super::images::{
     chain_ids, diff_id_mismatch, node_architecture, parse_config, platform_manifest, repository_of,
-    sha256_digest, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    sha256_digest, sha256_hex, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use super::local_content::{self, LocalContent, Placed, ScratchFile};
 use super::{map_status, Containerd, SNAPSHOTTER};
@@ -183,10 +183,10 @@ fn parse_reference(name: &str) -> std::result::Result<Reference, String> {
         None => (name, None),
     };
     if let Some(digest) = digest {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .ok_or_else(|| format!("digest {digest:?} is not sha256"))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !digest.starts_with("sha256:") {
+            return Err(format!("digest {digest:?} is not sha256"));
+        }
+        if sha256_hex(digest).is_none() {
             return Err(format!("digest {digest:?} is not 64 lowercase hex digits"));
         }
     }
@@ -1146,25 +1146,10 @@ impl Containerd {
     }
 
     async fn find_local_content(&self) -> Result<Option<LocalContent>> {
-        const CONTENT: &str = "io.containerd.content.v1";
-        const METADATA: &str = "io.containerd.metadata.v1";
-        let plugins = self
-            .introspection()
-            .plugins(self.req(api::PluginsRequest {
-                filters: vec![format!("type=={CONTENT}"), format!("type=={METADATA}")],
-            }))
-            .await
-            .map_err(|s| map_status(s, "plugins", CONTENT))?
-            .into_inner()
-            .plugins;
-        let export = |kind: &str, key: &str| {
-            plugins
-                .iter()
-                .filter(|p| p.r#type == kind)
-                .find_map(|p| p.exports.get(key).cloned())
-        };
-        let root = export(CONTENT, "root");
-        let policy = export(METADATA, "policy");
+        let (root, policy) = futures::try_join!(
+            self.plugin_export("io.containerd.content.v1", None, "root"),
+            self.plugin_export("io.containerd.metadata.v1", None, "policy"),
+        )?;
         let namespace = self.inner.namespace.clone();
         tokio::task::spawn_blocking(move || {
             LocalContent::open(root.as_deref(), policy.as_deref(), &namespace)
