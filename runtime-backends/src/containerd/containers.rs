@@ -70,14 +70,8 @@ impl Containerd {
         self.create_record(&request).await?;
         let recorded_at = started.elapsed();
         if let Err(err) = self.prepare_rootfs(&request, &chain_id).await {
-            if let Err(status) = self
-                .containers()
-                .delete(self.req(api::DeleteContainerRequest { id: id.clone() }))
-                .await
-            {
-                if status.code() != tonic::Code::NotFound {
-                    tracing::warn!(container = %id, error = %status, "could not remove the record of a failed create");
-                }
+            if let Err(e) = self.delete_record(&id).await {
+                tracing::warn!(container = %id, error = %e, "could not remove the record of a failed create");
             }
             return Err(err);
         }
@@ -215,12 +209,17 @@ impl Containerd {
         // With no task left, the record and the rootfs snapshot go at once: containerd
         // writes each in its own metadata transaction. Should the record stay (an error),
         // the next remove finds the snapshot gone, which is fine.
-        let mut containers = self.containers();
-        let (deleted, ()) = tokio::join!(
-            containers.delete(self.req(api::DeleteContainerRequest { id: id.to_string() })),
-            self.remove_snapshot(id)
-        );
-        match deleted {
+        let (deleted, ()) = tokio::join!(self.delete_record(id), self.remove_snapshot(id));
+        deleted
+    }
+
+    /// Delete containerd's record of a container; one already gone is fine.
+    async fn delete_record(&self, id: &str) -> Result<()> {
+        match self
+            .containers()
+            .delete(self.req(api::DeleteContainerRequest { id: id.to_string() }))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
             Err(status) => Err(map_status(status, "container", id)),
