@@ -27,7 +27,14 @@ pub fn release_free() {
 
 /// Answers at least this large (a full list on a full node) are noted with
 /// [`note_large_answer`].
-pub const LARGE_ANSWER: usize = 64 * 1024;
+const LARGE_ANSWER: usize = 64 * 1024;
+
+/// Note an answer of `len` bytes, if it is large (see [`note_large_answer`]).
+pub fn note_answer(len: usize) {
+    if len >= LARGE_ANSWER {
+        note_large_answer();
+    }
+}
 
 /// Note that a large answer was built (a full list on a full node: hundreds of KiB in
 /// buffers, freed once it is sent). While such answers keep coming, a trim returns what they

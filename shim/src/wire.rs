@@ -175,9 +175,7 @@ where
                 .await;
                 if let Ok(kept) = kept {
                     let kept = kept.into_inner();
-                    if kept.len() >= crate::memory::LARGE_ANSWER {
-                        crate::memory::note_large_answer();
-                    }
+                    crate::memory::note_answer(kept.len());
                     if let Some(answer) = grpc_answer(kept) {
                         return Ok(answer);
                     }

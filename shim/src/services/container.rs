@@ -281,9 +281,7 @@ pub fn list(
             ..Default::default()
         }
     };
-    if prost::Message::encoded_len(&answer) >= crate::memory::LARGE_ANSWER {
-        crate::memory::note_large_answer();
-    }
+    crate::memory::note_answer(prost::Message::encoded_len(&answer));
     Ok(answer)
 }
 
