@@ -319,10 +319,13 @@ async fn through_layer(
         .unwrap();
     let response = service.call(request).await.unwrap();
     let status = response.status();
+    // A trailers-only answer (an error) carries its status in the headers.
+    let in_headers = response.headers().get("grpc-status").cloned();
     let collected = response.into_body().collect().await.unwrap();
     let grpc_status = collected
         .trailers()
-        .and_then(|t| t.get("grpc-status"))
+        .and_then(|t| t.get("grpc-status").cloned())
+        .or(in_headers)
         .map(|v| v.to_str().unwrap().to_string());
     (status, collected.to_bytes().to_vec(), grpc_status)
 }
@@ -449,4 +452,19 @@ async fn unfiltered_lists_are_answered_from_the_kept_bytes_before_tonic() {
     }
     crius.remove_container(&id).await.unwrap();
     crius.remove_sandbox(&sandbox).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_list_request_is_out_of_range_and_reaches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    let router = Router::default();
+    let message = vec![0u8; shim::server::MAX_MESSAGE_BYTES + 1];
+    let (status, body, grpc_status) =
+        through_layer(&crius, &router, "ListContainers", &message, false).await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(grpc_status.as_deref(), Some("11"), "OutOfRange");
+    assert!(body.is_empty());
+    assert_eq!(router.0.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
