@@ -875,3 +875,108 @@ async fn user_namespace_pod_maps_root_to_the_given_host_range() -> Result<()> {
     pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
     Ok(())
 }
+
+/// CreateContainer writes containerd's container record before it prepares the rootfs
+/// snapshot; when the snapshot cannot be prepared (here: the image's top layer snapshot was
+/// removed behind crius's back), the record is deleted again, no snapshot is left, the name
+/// is free, and a retry once the image is whole again succeeds under the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
+    let mut env = env().await?;
+    let (sandbox, config) = env.run_sandbox("no-rootfs").await?;
+    let info = env
+        .img
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            verbose: true,
+        })
+        .await?
+        .into_inner()
+        .info;
+    let verbose: serde_json::Value =
+        serde_json::from_str(info.get("info").context("no verbose info")?)?;
+    let chain_id = verbose["chainID"]
+        .as_str()
+        .context("no chainID in the verbose info")?
+        .to_string();
+    let records = |env: &Env| -> Result<Vec<String>> {
+        let mut ids: Vec<String> = env
+            .containerd
+            .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    };
+    let active = |env: &Env| -> Result<usize> {
+        Ok(env
+            .containerd
+            .ctr_ns(NAMESPACE, ["snapshots", "ls"])?
+            .lines()
+            .filter(|l| l.contains("Active"))
+            .count())
+    };
+    // A first create reads the image's user files (through a view of the same snapshot)
+    // and crius keeps them; its container goes again, so the image's snapshot has no child.
+    let first = env
+        .create(&sandbox, &config, "first", &["sleep", "60"], None)
+        .await?;
+    env.rt
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: first,
+        })
+        .await?;
+    let records_before = records(&env)?;
+    let active_before = active(&env)?;
+    env.containerd
+        .ctr_ns(NAMESPACE, ["snapshots", "rm", &chain_id])
+        .with_context(|| format!("removing the image's snapshot {chain_id}"))?;
+
+    let failed = env
+        .create(&sandbox, &config, "c", &["sleep", "60"], None)
+        .await;
+    let err = failed.expect_err("create must fail without the image's snapshot");
+    let status = err
+        .downcast_ref::<tonic::Status>()
+        .context("a gRPC status")?;
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        status.message().contains(&chain_id),
+        "the message names the image's snapshot: {status:?}"
+    );
+    assert_eq!(
+        records(&env)?,
+        records_before,
+        "containerd record rolled back"
+    );
+    assert_eq!(active(&env)?, active_before, "no rootfs snapshot left");
+    let listed = env
+        .rt
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers;
+    assert!(
+        listed.is_empty(),
+        "crius lists a failed container: {listed:?}"
+    );
+
+    // The image made whole again (its layer unpacked anew), the same name is free.
+    Images::get()?.import(&env.containerd, NAMESPACE, BUSYBOX)?;
+    let id = env
+        .create(&sandbox, &config, "c", &["sleep", "60"], None)
+        .await?;
+    ensure!(
+        records(&env)?.contains(&id),
+        "the retry's record is in containerd"
+    );
+    env.rt
+        .remove_container(cri::RemoveContainerRequest { container_id: id })
+        .await?;
+    pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
+    Ok(())
+}

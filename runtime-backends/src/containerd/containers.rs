@@ -99,7 +99,11 @@ impl Containerd {
                 labels: snapshot_labels,
             }))
             .await
-            .map_err(|s| map_status(s, "snapshot", &id))?
+            .map_err(|s| match s.code() {
+                // The key is new, so what is missing is its parent: the image's unpacked layers.
+                tonic::Code::NotFound => map_status(s, "image snapshot", chain_id),
+                _ => map_status(s, "snapshot", &id),
+            })?
             .into_inner()
             .mounts;
         // In a user namespace the container's root is an unprivileged host id: its rootfs
