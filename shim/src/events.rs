@@ -55,7 +55,7 @@ async fn apply(crius: &Arc<Crius>, event: BackendEvent) -> crate::error::Result<
                     if sandbox.status().state == crate::store::SandboxState::Ready {
                         tracing::info!(sandbox = %container_id, "pause process exited");
                         let _ = crius.backend.delete_task(&container_id).await;
-                        if let Err(e) = crius.mark_sandbox_stopped(&sandbox) {
+                        if let Err(e) = crius.mark_sandbox_stopped(&sandbox).await {
                             tracing::warn!(sandbox = %container_id, error = %e, "could not record pause exit");
                         }
                     }
@@ -75,7 +75,7 @@ async fn apply(crius: &Arc<Crius>, event: BackendEvent) -> crate::error::Result<
                         }
                     });
                     if status.state == ContainerState::Exited {
-                        crius.persist_container(&container)?;
+                        crius.persist_container(&container).await?;
                     }
                 }
             }
@@ -120,7 +120,7 @@ pub async fn reconcile(crius: &Arc<Crius>) -> crate::error::Result<()> {
         let alive = matches!(crius.backend.task_state(&sandbox.meta.id).await?, Some(t) if t.status == TaskStatus::Running);
         if !alive {
             let _ = crius.backend.delete_task(&sandbox.meta.id).await;
-            crius.mark_sandbox_stopped(sandbox)?;
+            crius.mark_sandbox_stopped(sandbox).await?;
         }
     }
     Ok(())

@@ -46,7 +46,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
                 }
             } else {
                 let _ = crius.backend.delete_task(&id).await;
-                crius.mark_sandbox_stopped(&sandbox)?;
+                crius.mark_sandbox_stopped(&sandbox).await?;
             }
         }
         if let Err(e) = crius.store.names.reserve(&sandbox.meta.name, &id) {

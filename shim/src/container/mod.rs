@@ -60,7 +60,11 @@ pub fn parse_signal(name: &str) -> Option<i32> {
 }
 
 impl Crius {
-    pub(crate) fn persist_container(&self, container: &Container) -> Result<()> {
+    /// Writes the container's record; its status is taken at the call.
+    pub(crate) fn persist_container(
+        &self,
+        container: &Container,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let record = ContainerRecordFile {
             meta: container.meta.clone(),
             status: ContainerStatus::clone(&container.status()),
@@ -218,8 +222,13 @@ impl Crius {
             config,
         };
         let container = Arc::new(Container::new(meta, ContainerStatus::created(resources)));
-        self.records.write(CONTAINER_SPECS, id, &spec)?;
-        self.persist_container(&container)?;
+        // The spec only serves verbose ContainerStatus: both files are written at once.
+        let (spec_written, record_written) = tokio::join!(
+            self.records.write(CONTAINER_SPECS, id, &spec),
+            self.persist_container(&container)
+        );
+        spec_written?;
+        record_written?;
         let records_at = started.elapsed();
         self.store.containers.insert(id.to_string(), container);
         tracing::debug!(
@@ -328,7 +337,7 @@ impl Crius {
                     s.message = message.clone();
                 });
                 let _ = self.backend.delete_task(&container.meta.id).await;
-                self.persist_container(&container)?;
+                self.persist_container(&container).await?;
                 return Err(e.into());
             }
         };
@@ -340,7 +349,7 @@ impl Crius {
                 s.started_at = now_nanos();
             }
         });
-        self.persist_container(&container)
+        self.persist_container(&container).await
     }
 
     /// Copy the task's output into the CRI log file (or discard it when there is none).
@@ -429,7 +438,7 @@ impl Crius {
             }
         }
         if changed {
-            self.persist_container(container)?;
+            self.persist_container(container).await?;
         }
         Ok(())
     }
@@ -534,7 +543,7 @@ impl Crius {
             )));
         }
         container.update(|s| s.resources = Some(resources.clone()));
-        self.persist_container(&container)
+        self.persist_container(&container).await
     }
 
     /// ReopenContainerLog: after kubelet rotated the file away.

@@ -327,7 +327,7 @@ impl Network {
             result: None,
         };
         // Written first: a crash during ADD still leaves what DEL needs.
-        self.attachments.write(ATTACHMENTS, id, &attachment)?;
+        self.attachments.write(ATTACHMENTS, id, &attachment).await?;
         let call = cni::Call {
             container_id: id,
             netns: netns_path,
@@ -341,7 +341,7 @@ impl Network {
             .await?;
         let ips = cni::pod_ips(&result);
         attachment.result = Some(result);
-        self.attachments.write(ATTACHMENTS, id, &attachment)?;
+        self.attachments.write(ATTACHMENTS, id, &attachment).await?;
         tracing::debug!(
             sandbox = id,
             ?ips,

@@ -33,7 +33,11 @@ pub fn reserved_name(config: &SandboxConfig) -> String {
 }
 
 impl Crius {
-    pub(crate) fn persist_sandbox(&self, sandbox: &Sandbox) -> Result<()> {
+    /// Writes the sandbox's record; its status is taken at the call.
+    pub(crate) fn persist_sandbox(
+        &self,
+        sandbox: &Sandbox,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let record = SandboxRecord {
             meta: sandbox.meta.clone(),
             status: SandboxStatus::clone(&sandbox.status()),
@@ -227,7 +231,7 @@ impl Crius {
                 pod_resources: None,
             },
         ));
-        self.persist_sandbox(&sandbox)?;
+        self.persist_sandbox(&sandbox).await?;
         self.store.sandboxes.insert(id.to_string(), sandbox);
         Ok(())
     }
@@ -262,10 +266,10 @@ impl Crius {
             }
             self.backend.delete_task(id).await?;
         }
-        self.mark_sandbox_stopped(sandbox)
+        self.mark_sandbox_stopped(sandbox).await
     }
 
-    pub(crate) fn mark_sandbox_stopped(&self, sandbox: &Sandbox) -> Result<()> {
+    pub(crate) async fn mark_sandbox_stopped(&self, sandbox: &Sandbox) -> Result<()> {
         if sandbox.status().state == SandboxState::NotReady {
             return Ok(());
         }
@@ -275,7 +279,7 @@ impl Crius {
             pid: 0,
             pod_resources,
         });
-        self.persist_sandbox(sandbox)
+        self.persist_sandbox(sandbox).await
     }
 
     /// UpdatePodSandboxResources: kubelet has already resized the pod's cgroup (it owns the
@@ -287,7 +291,7 @@ impl Crius {
         let mut next = SandboxStatus::clone(&sandbox.status());
         next.pod_resources = Some(update);
         sandbox.set_status(next);
-        self.persist_sandbox(&sandbox)?;
+        self.persist_sandbox(&sandbox).await?;
         tracing::info!(sandbox = %sandbox.meta.id, "pod-level resources updated");
         Ok(())
     }
