@@ -90,6 +90,25 @@ impl Env {
         Ok(pods::create(&mut self.rt, sandbox, sandbox_config, config).await?)
     }
 
+    /// The gRPC status of a CreateContainer (`sleep 60`) that must fail because of `why`.
+    async fn create_fails(
+        &mut self,
+        sandbox: &str,
+        sandbox_config: &cri::PodSandboxConfig,
+        name: &str,
+        why: &str,
+    ) -> Result<tonic::Status> {
+        match self
+            .create(sandbox, sandbox_config, name, &["sleep", "60"], None)
+            .await
+        {
+            Ok(id) => anyhow::bail!("create {name:?} made {id} despite {why}"),
+            Err(err) => err
+                .downcast::<tonic::Status>()
+                .map_err(|e| e.context(format!("create {name:?} with {why}: not a gRPC status"))),
+        }
+    }
+
     async fn status(&mut self, id: &str) -> Result<cri::ContainerStatus> {
         self.rt
             .container_status(cri::ContainerStatusRequest {
@@ -533,13 +552,9 @@ async fn bad_input_gets_the_right_codes() -> Result<()> {
     assert_eq!(code(again), tonic::Code::AlreadyExists);
     env.create(&sandbox, &config, "c", &["sleep", "60"], None)
         .await?;
-    let dup_container = env
-        .create(&sandbox, &config, "c", &["sleep", "60"], None)
-        .await;
-    let err = dup_container.expect_err("duplicate container name must fail");
-    let status = err
-        .downcast_ref::<tonic::Status>()
-        .context("a gRPC status")?;
+    let status = env
+        .create_fails(&sandbox, &config, "c", "a duplicate container name")
+        .await?;
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
     let missing_image = env
         .rt
@@ -564,13 +579,9 @@ async fn bad_input_gets_the_right_codes() -> Result<()> {
     // containerd down: calls that need it answer Unavailable; crius recovers when it returns.
     let (other, other_config) = env.run_sandbox("while-down").await?;
     env.containerd.stop()?;
-    let down = env
-        .create(&other, &other_config, "x", &["sleep", "60"], None)
-        .await;
-    let err = down.expect_err("create must fail while containerd is down");
-    let status = err
-        .downcast_ref::<tonic::Status>()
-        .context("a gRPC status")?;
+    let status = env
+        .create_fails(&other, &other_config, "x", "containerd down")
+        .await?;
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // Hot reads are answered from memory meanwhile.
     let listed = env
@@ -936,13 +947,9 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
         .ctr_ns(NAMESPACE, ["snapshots", "rm", &chain_id])
         .with_context(|| format!("removing the image's snapshot {chain_id}"))?;
 
-    let failed = env
-        .create(&sandbox, &config, "c", &["sleep", "60"], None)
-        .await;
-    let err = failed.expect_err("create must fail without the image's snapshot");
-    let status = err
-        .downcast_ref::<tonic::Status>()
-        .context("a gRPC status")?;
+    let status = env
+        .create_fails(&sandbox, &config, "c", "the image's snapshot gone")
+        .await?;
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     assert!(
         status.message().contains(&chain_id),
