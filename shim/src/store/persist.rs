@@ -17,18 +17,76 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
-    /// Which write of each record was last put in place (see [`StateDir::write`]).
-    placed: Arc<Mutex<HashMap<PathBuf, u64>>>,
+    /// The records with writes in flight (see [`StateDir::write`]).
+    in_flight: Arc<Mutex<HashMap<PathBuf, Slot>>>,
 }
 
-/// Numbers the writes, in the order their values were taken.
-static WRITES: AtomicU64 = AtomicU64::new(0);
+/// A record with writes in flight. Dropped with its last write, so the map only ever holds
+/// the records being written.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Writes issued and not finished.
+    writes: u32,
+    /// The number of the value in place, or of the record's removal: a write with a smaller
+    /// number is older than what is there and is dropped.
+    newest: u64,
+}
+
+/// Numbers the writes and removals, in the order their values were taken.
+static NUMBERS: AtomicU64 = AtomicU64::new(1);
+
+/// One write of a record, counted in its [`Slot`] from the call until it is done or dropped.
+struct Issued {
+    in_flight: Arc<Mutex<HashMap<PathBuf, Slot>>>,
+    path: PathBuf,
+    number: u64,
+}
+
+impl Issued {
+    fn new(in_flight: &Arc<Mutex<HashMap<PathBuf, Slot>>>, path: PathBuf) -> Self {
+        let mut slots = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        // Numbered under the lock, so a removal numbers either before or after this write.
+        let number = NUMBERS.fetch_add(1, Ordering::SeqCst);
+        slots.entry(path.clone()).or_default().writes += 1;
+        drop(slots);
+        Self {
+            in_flight: Arc::clone(in_flight),
+            path,
+            number,
+        }
+    }
+
+    /// Move `tmp` into place, unless a newer value or a removal came first (then drop it).
+    fn place(&self, tmp: &Path) -> std::io::Result<()> {
+        let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.entry(self.path.clone()).or_default();
+        if slot.newest > self.number {
+            drop(slots);
+            return fs::remove_file(tmp);
+        }
+        fs::rename(tmp, &self.path)?;
+        slot.newest = self.number;
+        Ok(())
+    }
+}
+
+impl Drop for Issued {
+    fn drop(&mut self) {
+        let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(&self.path) {
+            slot.writes = slot.writes.saturating_sub(1);
+            if slot.writes == 0 {
+                slots.remove(&self.path);
+            }
+        }
+    }
+}
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
-            placed: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -43,8 +101,8 @@ impl StateDir {
     /// Store `value` as the record `kind/id`. The value is taken now; the file work (write,
     /// fsync, rename, directory fsync) runs on tokio's blocking pool, so a slow disk never
     /// holds one of the few async workers that answer kubelet's hot reads. Writes of one
-    /// record may overlap: each has its own temporary file, and one whose value was taken
-    /// before that of the record already in place is dropped, so the newest value stays.
+    /// record may overlap: each has its own temporary file, and one that finds a newer value
+    /// in place, or the record removed after it was called, is dropped.
     pub fn write<T: Serialize>(
         &self,
         kind: &str,
@@ -53,26 +111,23 @@ impl StateDir {
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let data = serde_json::to_vec(value)
             .map_err(|e| Error::internal(format!("encoding {kind} {id}"), e));
-        let number = WRITES.fetch_add(1, Ordering::SeqCst);
         let path = self.file(kind, id);
         let dir = self.root.join(kind);
-        let tmp = dir.join(format!(".{id}.{number}.json.tmp"));
-        let placed = Arc::clone(&self.placed);
         let shown = path.display().to_string();
+        let issued = Issued::new(&self.in_flight, path);
+        let tmp = dir.join(format!(".{id}.{}.json.tmp", issued.number));
         let write = move |data: Vec<u8>| -> std::io::Result<()> {
             fs::create_dir_all(&dir)?;
-            let mut file = File::create(&tmp)?;
-            file.write_all(&data)?;
-            file.sync_all()?;
-            {
-                let mut placed = placed.lock().unwrap_or_else(|p| p.into_inner());
-                if placed.get(&path).is_some_and(|&last| last > number) {
-                    drop(placed);
-                    return fs::remove_file(&tmp);
-                }
-                fs::rename(&tmp, &path)?;
-                placed.insert(path, number);
+            let written = (|| {
+                let mut file = File::create(&tmp)?;
+                file.write_all(&data)?;
+                file.sync_all()?;
+                issued.place(&tmp)
+            })();
+            if written.is_err() {
+                let _ = fs::remove_file(&tmp);
             }
+            written?;
             File::open(&dir)?.sync_all()
         };
         async move {
@@ -86,10 +141,13 @@ impl StateDir {
 
     pub fn remove(&self, kind: &str, id: &str) -> Result<()> {
         let path = self.file(kind, id);
-        self.placed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&path);
+        {
+            // Writes called before this removal and still in flight must not bring it back.
+            let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = slots.get_mut(&path) {
+                slot.newest = NUMBERS.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -179,5 +237,47 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("a.json")]);
+        assert!(
+            state.in_flight.lock().unwrap().is_empty(),
+            "slots outlive writes"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_in_flight_do_not_bring_back_a_removed_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        for round in 0..20 {
+            let writes: Vec<_> = (0..4)
+                .map(|i| tokio::spawn(state.write("things", "a", &vec![round, i])))
+                .collect();
+            state.remove("things", "a").unwrap();
+            for result in futures::future::join_all(writes).await {
+                result.unwrap().unwrap();
+            }
+            let kept: Option<Vec<i32>> = state.read("things", "a").unwrap();
+            assert_eq!(kept, None, "round {round}: a removed record came back");
+        }
+        // A write called after the removal puts the record back.
+        state.write("things", "a", &vec![1]).await.unwrap();
+        let kept: Option<Vec<i32>> = state.read("things", "a").unwrap();
+        assert_eq!(kept, Some(vec![1]));
+        let left = std::fs::read_dir(dir.path().join("things"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "temporary files left");
+        assert!(
+            state.in_flight.lock().unwrap().is_empty(),
+            "slots outlive writes"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_before_it_ran_leaves_no_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        drop(state.write("things", "a", &vec![1]));
+        assert!(state.in_flight.lock().unwrap().is_empty());
+        assert_eq!(state.read::<Vec<i32>>("things", "a").unwrap(), None);
     }
 }
