@@ -56,17 +56,18 @@ impl Issued {
         }
     }
 
-    /// Move `tmp` into place, unless a newer value or a removal came first (then drop it).
-    fn place(&self, tmp: &Path) -> std::io::Result<()> {
+    /// Move `tmp` into place, unless a newer value or a removal came first (then drop it);
+    /// whether it was placed.
+    fn place(&self, tmp: &Path) -> std::io::Result<bool> {
         let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let slot = slots.entry(self.path.clone()).or_default();
         if slot.newest > self.number {
             drop(slots);
-            return fs::remove_file(tmp);
+            return fs::remove_file(tmp).map(|()| false);
         }
         fs::rename(tmp, &self.path)?;
         slot.newest = self.number;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -124,11 +125,15 @@ impl StateDir {
                 file.sync_all()?;
                 issued.place(&tmp)
             })();
-            if written.is_err() {
-                let _ = fs::remove_file(&tmp);
+            match written {
+                // The rename must survive a crash too.
+                Ok(true) => File::open(&dir)?.sync_all(),
+                Ok(false) => Ok(()),
+                Err(err) => {
+                    let _ = fs::remove_file(&tmp);
+                    Err(err)
+                }
             }
-            written?;
-            File::open(&dir)?.sync_all()
         };
         async move {
             let data = data?;
