@@ -109,6 +109,30 @@ impl Env {
         }
     }
 
+    /// The ids of crius's containers in containerd (sandboxes' included), sorted.
+    fn containerd_records(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .containerd
+            .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?
+            .lines()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// How many of crius's snapshots are active (rootfs of containers), not committed layers.
+    fn active_snapshots(&self) -> Result<usize> {
+        Ok(self
+            .containerd
+            .ctr_ns(NAMESPACE, ["snapshots", "ls"])?
+            .lines()
+            .filter(|l| l.contains("Active"))
+            .count())
+    }
+
     async fn status(&mut self, id: &str) -> Result<cri::ContainerStatus> {
         self.rt
             .container_status(cri::ContainerStatusRequest {
@@ -452,12 +476,10 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
         .into_inner()
         .containers
         .is_empty());
-    let leftover = env
-        .containerd
-        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    let leftover = env.containerd_records()?;
     assert!(
-        leftover.trim().is_empty(),
-        "containers left in containerd: {leftover}"
+        leftover.is_empty(),
+        "containers left in containerd: {leftover:?}"
     );
     Ok(())
 }
@@ -677,12 +699,10 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     let after_running = env.status(&running).await?;
     assert_eq!(before_running, after_running);
     assert_eq!(before_created, env.status(&created).await?);
-    let ids = env
-        .containerd
-        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?;
+    let ids = env.containerd_records()?;
     assert!(
-        !ids.contains("half-made"),
-        "the half-made container must be gone: {ids}"
+        !ids.iter().any(|id| id.contains("half-made")),
+        "the half-made container must be gone: {ids:?}"
     );
 
     // Output written after the restart still reaches the same log file.
@@ -715,11 +735,7 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
 
     // Nothing of ours is left: containers, tasks, snapshots, mounts, cgroups.
-    assert!(env
-        .containerd
-        .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?
-        .trim()
-        .is_empty());
+    assert!(env.containerd_records()?.is_empty());
     assert!(env
         .containerd
         .ctr_ns(NAMESPACE, ["tasks", "ls", "-q"])?
@@ -913,24 +929,6 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
         .as_str()
         .context("no chainID in the verbose info")?
         .to_string();
-    let records = |env: &Env| -> Result<Vec<String>> {
-        let mut ids: Vec<String> = env
-            .containerd
-            .ctr_ns(NAMESPACE, ["containers", "ls", "-q"])?
-            .lines()
-            .map(str::to_string)
-            .collect();
-        ids.sort();
-        Ok(ids)
-    };
-    let active = |env: &Env| -> Result<usize> {
-        Ok(env
-            .containerd
-            .ctr_ns(NAMESPACE, ["snapshots", "ls"])?
-            .lines()
-            .filter(|l| l.contains("Active"))
-            .count())
-    };
     // A first create reads the image's user files (through a view of the same snapshot)
     // and crius keeps them; its container goes again, so the image's snapshot has no child.
     let first = env
@@ -941,8 +939,8 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
             container_id: first,
         })
         .await?;
-    let records_before = records(&env)?;
-    let active_before = active(&env)?;
+    let records_before = env.containerd_records()?;
+    let active_before = env.active_snapshots()?;
     env.containerd
         .ctr_ns(NAMESPACE, ["snapshots", "rm", &chain_id])
         .with_context(|| format!("removing the image's snapshot {chain_id}"))?;
@@ -956,11 +954,15 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
         "the message names the image's snapshot: {status:?}"
     );
     assert_eq!(
-        records(&env)?,
+        env.containerd_records()?,
         records_before,
         "containerd record rolled back"
     );
-    assert_eq!(active(&env)?, active_before, "no rootfs snapshot left");
+    assert_eq!(
+        env.active_snapshots()?,
+        active_before,
+        "no rootfs snapshot left"
+    );
     let listed = env
         .rt
         .list_containers(cri::ListContainersRequest { filter: None })
@@ -978,7 +980,7 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
         .create(&sandbox, &config, "c", &["sleep", "60"], None)
         .await?;
     ensure!(
-        records(&env)?.contains(&id),
+        env.containerd_records()?.contains(&id),
         "the retry's record is in containerd"
     );
     env.rt
