@@ -77,6 +77,18 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
         }
     }
 
+    // Specs of containers without a record: a crash between writing the two in
+    // CreateContainer, or between removing them in RemoveContainer.
+    let orphaned = crius.records.sweep(CONTAINER_SPECS, |id| {
+        crius.store.containers.get_exact(id).is_some()
+    });
+    if orphaned > 0 {
+        tracing::warn!(
+            count = orphaned,
+            "removed container specs without a container"
+        );
+    }
+
     // Backend objects crius labelled but has no record of: a create cut short by a crash.
     for (id, record) in &in_backend {
         if known.contains(id) {
@@ -161,6 +173,7 @@ async fn recover_running(crius: &Arc<Crius>, container: &Arc<Container>) -> Resu
 /// between CNI ADD and the sandbox record, or during a rollback. DEL releases their IPs and
 /// rules; a DEL that fails keeps them for the next start.
 async fn release_orphan_networks(crius: &Crius) {
+    crius.network.remove_temporary_records();
     for id in crius.network.attached_ids() {
         if crius
             .store

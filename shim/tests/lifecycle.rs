@@ -686,9 +686,26 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     )?;
 
     env.crius.kill9()?;
+    // What a crash can leave of crius's own records: temporary files of writes cut short,
+    // and a spec whose container record is gone (killed between removing the two).
+    let specs = env.crius.root().join("container-specs");
+    let orphan_spec = specs.join(format!("{}.json", "0f".repeat(32)));
+    std::fs::write(&orphan_spec, b"{}")?;
+    let attachments = env.crius.state().join("cni-results");
+    std::fs::create_dir_all(&attachments)?;
+    let half_written = [
+        specs.join(format!(".{running}.99.json.tmp")),
+        env.crius
+            .root()
+            .join("containers")
+            .join(format!(".{created}.98.json.tmp")),
+        attachments.join(format!(".{sandbox}.97.json.tmp")),
+    ];
+    for file in &half_written {
+        std::fs::write(file, b"{\"half")?;
+    }
     env.crius.start_again()?;
     env.reconnect().await?;
-
     let after_sandboxes = env
         .rt
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
@@ -696,6 +713,25 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         .into_inner()
         .items;
     assert_eq!(before_sandboxes, after_sandboxes);
+    // crius answers only once recovery is done.
+    for file in half_written.iter().chain([&orphan_spec]) {
+        ensure!(!file.exists(), "{} survived recovery", file.display());
+    }
+    let verbose = env
+        .rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: running.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(verbose.get("info").context("no info")?)?;
+    ensure!(
+        info["runtimeSpec"]["process"]["args"][0] == "sh",
+        "the spec of a live container must survive recovery: {info}"
+    );
+
     let after_running = env.status(&running).await?;
     assert_eq!(before_running, after_running);
     assert_eq!(before_created, env.status(&created).await?);
@@ -757,11 +793,18 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
             assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
         }
     }
-    let state_dir = env.crius.state().join("sandboxes");
-    let leftovers: Vec<_> = std::fs::read_dir(&state_dir)
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(leftovers.is_empty(), "state left: {leftovers:?}");
+    for dir in [
+        env.crius.state().join("sandboxes"),
+        env.crius.root().join("sandboxes"),
+        env.crius.root().join("containers"),
+        specs,
+        attachments,
+    ] {
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "state left: {leftovers:?}");
+    }
     Ok(())
 }
 

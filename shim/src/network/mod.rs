@@ -427,6 +427,12 @@ impl Network {
         }
     }
 
+    /// Start-up only: remove the temporary files of attachment writes a crash cut short.
+    /// The attachments themselves stay: an orphaned one is released by CNI DEL first.
+    pub fn remove_temporary_records(&self) {
+        self.attachments.sweep(ATTACHMENTS, |_| true);
+    }
+
     /// Sandbox ids that hold a namespace or an attachment (for recovery).
     pub fn attached_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();

@@ -172,8 +172,9 @@ impl StateDir {
         }
     }
 
-    /// Every record of a kind. Unreadable records are reported and skipped, never fatal.
-    pub fn read_all<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
+    /// The records of a kind as (id, path). Temporary files of writes a crash cut short are
+    /// removed on the way: only start-up lists records, and no write is in flight then.
+    fn records(&self, kind: &str) -> Vec<(String, PathBuf)> {
         let Ok(entries) = fs::read_dir(self.root.join(kind)) else {
             return Vec::new();
         };
@@ -184,17 +185,46 @@ impl StateDir {
                 continue;
             };
             if name.starts_with('.') {
-                let _ = fs::remove_file(&path);
+                if let Err(e) = fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a temporary state file");
+                }
                 continue;
             }
-            let Some(id) = name.strip_suffix(".json") else {
+            if let Some(id) = name.strip_suffix(".json") {
+                out.push((id.to_string(), path));
+            }
+        }
+        out
+    }
+
+    /// Start-up only: remove the temporary files of `kind` and every record whose id `keep`
+    /// refuses (records a crash orphaned, e.g. between removing two records of one object).
+    /// Returns how many records were removed.
+    pub fn sweep(&self, kind: &str, keep: impl Fn(&str) -> bool) -> usize {
+        let mut removed = 0;
+        for (id, path) in self.records(kind) {
+            if keep(&id) {
                 continue;
-            };
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an orphaned state record")
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every record of a kind. Unreadable records are reported and skipped, never fatal.
+    pub fn read_all<T: DeserializeOwned>(&self, kind: &str) -> Vec<(String, T)> {
+        let mut out = Vec::new();
+        for (id, path) in self.records(kind) {
             match fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
             {
-                Ok(value) => out.push((id.to_string(), value)),
+                Ok(value) => out.push((id, value)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "skipping unreadable state record")
                 }
@@ -217,9 +247,33 @@ mod tests {
         std::fs::write(dir.path().join("things/c.json"), b"{broken").unwrap();
         let all: Vec<(String, Vec<i32>)> = state.read_all("things");
         assert_eq!(all, vec![("a".to_string(), vec![1, 2, 3])]);
+        assert!(!dir.path().join("things/.b.json.tmp").exists());
         state.remove("things", "a").unwrap();
         state.remove("things", "a").unwrap();
         assert!(state.read_all::<Vec<i32>>("things").is_empty());
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_temporary_files_and_refused_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        for id in ["kept", "orphan"] {
+            state.write("specs", id, &id).await.unwrap();
+        }
+        std::fs::write(dir.path().join("specs/.kept.7.json.tmp"), b"{half").unwrap();
+        std::fs::write(dir.path().join("specs/notes.txt"), b"not a record").unwrap();
+        assert_eq!(state.sweep("specs", |id| id == "kept"), 1);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path().join("specs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["kept.json", "notes.txt"]);
+        assert_eq!(
+            state.read::<String>("specs", "kept").unwrap().as_deref(),
+            Some("kept")
+        );
+        assert_eq!(state.sweep("missing-kind", |_| false), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
