@@ -65,11 +65,12 @@ impl Crius {
         &self,
         container: &Container,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let record = ContainerRecordFile {
+        // Numbered before the status is read (see `StateDir::ticket`).
+        let ticket = self.records.ticket(CONTAINERS, &container.meta.id);
+        ticket.write(&ContainerRecordFile {
             meta: container.meta.clone(),
             status: ContainerStatus::clone(&container.status()),
-        };
-        self.records.write(CONTAINERS, &container.meta.id, &record)
+        })
     }
 
     pub fn container(&self, id: &str) -> Result<Arc<Container>> {

@@ -38,11 +38,12 @@ impl Crius {
         &self,
         sandbox: &Sandbox,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let record = SandboxRecord {
+        // Numbered before the status is read (see `StateDir::ticket`).
+        let ticket = self.records.ticket(SANDBOXES, &sandbox.meta.id);
+        ticket.write(&SandboxRecord {
             meta: sandbox.meta.clone(),
             status: SandboxStatus::clone(&sandbox.status()),
-        };
-        self.records.write(SANDBOXES, &sandbox.meta.id, &record)
+        })
     }
 
     pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {

@@ -110,37 +110,20 @@ impl StateDir {
         id: &str,
         value: &T,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let data = serde_json::to_vec(value)
-            .map_err(|e| Error::internal(format!("encoding {kind} {id}"), e));
-        let path = self.file(kind, id);
-        let dir = self.root.join(kind);
-        let shown = path.display().to_string();
-        let issued = Issued::new(&self.in_flight, path);
-        let tmp = dir.join(format!(".{id}.{}.json.tmp", issued.number));
-        let write = move |data: Vec<u8>| -> std::io::Result<()> {
-            fs::create_dir_all(&dir)?;
-            let written = (|| {
-                let mut file = File::create(&tmp)?;
-                file.write_all(&data)?;
-                file.sync_all()?;
-                issued.place(&tmp)
-            })();
-            match written {
-                // The rename must survive a crash too.
-                Ok(true) => File::open(&dir)?.sync_all(),
-                Ok(false) => Ok(()),
-                Err(err) => {
-                    let _ = fs::remove_file(&tmp);
-                    Err(err)
-                }
-            }
-        };
-        async move {
-            let data = data?;
-            tokio::task::spawn_blocking(move || write(data))
-                .await
-                .map_err(|e| Error::internal(format!("writing {shown}"), e))?
-                .map_err(|e| Error::internal(format!("writing {shown}"), e))
+        self.ticket(kind, id).write(value)
+    }
+
+    /// A write of `kind/id`, numbered now; its value is given to [`Ticket::write`]. A caller
+    /// that changes an object takes the ticket before it reads the object's value: then a
+    /// write of an older value (read before the change) has the smaller number and cannot
+    /// undo this one.
+    pub fn ticket(&self, kind: &str, id: &str) -> Ticket {
+        let issued = Issued::new(&self.in_flight, self.file(kind, id));
+        Ticket {
+            dir: self.root.join(kind),
+            record: format!("{kind} {id}"),
+            tmp_name: format!(".{id}.{}.json.tmp", issued.number),
+            issued,
         }
     }
 
@@ -234,6 +217,60 @@ impl StateDir {
     }
 }
 
+/// One numbered write of a record (see [`StateDir::ticket`]).
+pub struct Ticket {
+    dir: PathBuf,
+    /// `kind id`, for messages.
+    record: String,
+    /// This write's own temporary file in `dir`.
+    tmp_name: String,
+    issued: Issued,
+}
+
+impl Ticket {
+    /// Write `value` (see [`StateDir::write`]).
+    pub fn write<T: Serialize>(
+        self,
+        value: &T,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let Ticket {
+            dir,
+            record,
+            tmp_name,
+            issued,
+        } = self;
+        let data =
+            serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding {record}"), e));
+        let shown = issued.path.display().to_string();
+        let tmp = dir.join(tmp_name);
+        let write = move |data: Vec<u8>| -> std::io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let written = (|| {
+                let mut file = File::create(&tmp)?;
+                file.write_all(&data)?;
+                file.sync_all()?;
+                issued.place(&tmp)
+            })();
+            match written {
+                // The rename must survive a crash too.
+                Ok(true) => File::open(&dir)?.sync_all(),
+                Ok(false) => Ok(()),
+                Err(err) => {
+                    let _ = fs::remove_file(&tmp);
+                    Err(err)
+                }
+            }
+        };
+        async move {
+            let data = data?;
+            tokio::task::spawn_blocking(move || write(data))
+                .await
+                .map_err(|e| Error::internal(format!("writing {shown}"), e))?
+                .map_err(|e| Error::internal(format!("writing {shown}"), e))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +288,21 @@ mod tests {
         state.remove("things", "a").unwrap();
         state.remove("things", "a").unwrap();
         assert!(state.read_all::<Vec<i32>>("things").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_ticket_taken_first_never_overwrites_a_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        // Task 1 takes its ticket, then reads the value; meanwhile task 2 changes the value,
+        // takes its ticket and finishes its write first.
+        let first = state.ticket("things", "a");
+        let second = state.ticket("things", "a");
+        second.write(&"changed").await.unwrap();
+        first.write(&"before the change").await.unwrap();
+        let kept: Option<String> = state.read("things", "a").unwrap();
+        assert_eq!(kept.as_deref(), Some("changed"));
+        assert!(state.in_flight.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
