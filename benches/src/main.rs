@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     duration: Duration,
     /// Pods with one container taken through their whole life per endpoint and N.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     lifecycle: usize,
     /// Length of the kubelet-shaped load at each N (`0s` skips it).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
@@ -237,17 +237,34 @@ async fn run(args: Args) -> Result<()> {
             }
             // Let the freshly started containers settle before measuring.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for t in targets.iter_mut() {
-                let pid = match (&private, t.name.as_str()) {
+            let pids: Vec<Option<u32>> = targets
+                .iter()
+                .map(|t| match (&private, t.name.as_str()) {
                     (Some(p), "crius") => p.crius.pid(),
                     (Some(p), "containerd") => Some(p.containerd.pid()),
                     _ => pids.get(&t.name).copied(),
-                };
-                let cpu_before = pid
+                })
+                .collect();
+            let cpu = |i: usize| {
+                pids[i]
                     .and_then(|pid| target::process_usage(pid, ticks).ok())
-                    .map(|u| u.1);
-                measure_endpoint(&args, t, n, &mut report).await?;
-                if let Some(pid) = pid {
+                    .map_or(0.0, |u| u.1)
+            };
+            // CPU time of each endpoint's process while its own calls ran.
+            let mut cpu_phase = vec![0.0; targets.len()];
+            for (i, t) in targets.iter().enumerate() {
+                let before = cpu(i);
+                measure_reads(&args, t, n, &mut report).await;
+                cpu_phase[i] += cpu(i) - before;
+            }
+            measure_lifecycle(&args, &targets, n, &mut report, &cpu, &mut cpu_phase).await;
+            for (i, t) in targets.iter().enumerate() {
+                let before = cpu(i);
+                measure_under_load(&args, t, n, &mut report).await?;
+                cpu_phase[i] += cpu(i) - before;
+            }
+            for (i, t) in targets.iter().enumerate() {
+                if let Some(pid) = pids[i] {
                     let (rss_kib, cpu) = target::process_usage(pid, ticks)?;
                     report.resources.push(Resources {
                         n,
@@ -255,7 +272,7 @@ async fn run(args: Args) -> Result<()> {
                         pid,
                         rss_kib,
                         cpu_seconds_total: cpu,
-                        cpu_seconds_phase: cpu - cpu_before.unwrap_or(0.0),
+                        cpu_seconds_phase: cpu_phase[i],
                     });
                 }
             }
@@ -338,8 +355,8 @@ async fn measure_pulls(
     report
 }
 
-/// Hot reads, the lifecycle alone, then the lifecycle under the kubelet-shaped load.
-async fn measure_endpoint(args: &Args, t: &Target, n: usize, report: &mut Report) -> Result<()> {
+/// The hot reads of one endpoint, each called back to back for `--duration`.
+async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
     eprintln!("bench: {} at N={n}: reads", t.name);
     let snapshot = t.snapshot();
     for rpc in HOT_READS
@@ -350,23 +367,61 @@ async fn measure_endpoint(args: &Args, t: &Target, n: usize, report: &mut Report
             target::measure_read(&t.clients, &snapshot, rpc, args.duration).await;
         report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
     }
-    eprintln!("bench: {} at N={n}: lifecycle", t.name);
-    let mut lifecycle: HashMap<&'static str, Latencies> = HashMap::new();
-    let begin = Instant::now();
-    for _ in 0..args.lifecycle {
-        if let Err(e) = target::lifecycle_once(t, &mut lifecycle).await {
-            lifecycle
-                .entry("RunPodSandbox")
-                .or_default()
-                .error(format!("{e:#}"));
+}
+
+/// The lifecycle alone, `--lifecycle` pods per endpoint. The endpoints take turns pod by
+/// pod, in an order that flips every round, so a machine that drifts while they run (disk
+/// writeback, containers still settling) weighs on each alike. `cpu(i)` is the CPU time of
+/// endpoint `i`'s process so far; what its pods cost is added to `cpu_phase[i]`.
+async fn measure_lifecycle(
+    args: &Args,
+    targets: &[Target],
+    n: usize,
+    report: &mut Report,
+    cpu: &dyn Fn(usize) -> f64,
+    cpu_phase: &mut [f64],
+) {
+    if args.lifecycle == 0 {
+        return;
+    }
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    eprintln!(
+        "bench: N={n}: lifecycle, {} pods each, endpoints taking turns ({})",
+        args.lifecycle,
+        names.join(", ")
+    );
+    let mut samples: Vec<HashMap<&'static str, Latencies>> =
+        targets.iter().map(|_| HashMap::new()).collect();
+    let mut elapsed = vec![Duration::ZERO; targets.len()];
+    for round in 0..args.lifecycle {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let before = cpu(i);
+            let begin = Instant::now();
+            if let Err(e) = target::lifecycle_once(&targets[i], &mut samples[i]).await {
+                samples[i]
+                    .entry("RunPodSandbox")
+                    .or_default()
+                    .error(format!("{e:#}"));
+            }
+            elapsed[i] += begin.elapsed();
+            cpu_phase[i] += cpu(i) - before;
         }
     }
-    let elapsed = begin.elapsed();
-    for rpc in LIFECYCLE {
-        if let Some(l) = lifecycle.get(rpc) {
-            report.rows.push(l.row(n, &t.name, rpc, elapsed));
+    for (i, t) in targets.iter().enumerate() {
+        for rpc in LIFECYCLE {
+            if let Some(l) = samples[i].get(rpc) {
+                report.rows.push(l.row(n, &t.name, rpc, elapsed[i]));
+            }
         }
     }
+}
+
+/// The lifecycle of one endpoint under the kubelet-shaped load, and the load's reads.
+async fn measure_under_load(args: &Args, t: &Target, n: usize, report: &mut Report) -> Result<()> {
     if args.load_duration.is_zero() || args.load_clients == 0 {
         return Ok(());
     }
