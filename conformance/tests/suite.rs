@@ -115,6 +115,12 @@ async fn crius_passes_every_case_the_reference_passes() -> Result<()> {
                     "  passed on crius, skipped on the reference: {name} ({why})\n"
                 ));
             }
+            (ours, Some(runner::Status::Failed(why))) => {
+                lines.push_str(&format!(
+                    "  {} on crius, FAILED on the reference: {name} ({why})\n",
+                    ours.word()
+                ));
+            }
             _ => {}
         }
     }
