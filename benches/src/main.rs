@@ -394,11 +394,7 @@ async fn measure_lifecycle(
         targets.iter().map(|_| HashMap::new()).collect();
     let mut elapsed = vec![Duration::ZERO; targets.len()];
     for round in 0..args.lifecycle {
-        let mut order: Vec<usize> = (0..targets.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+        for i in turn_order(round, targets.len()) {
             let before = cpu(i);
             let begin = Instant::now();
             if let Err(e) = target::lifecycle_once(&targets[i], &mut samples[i]).await {
@@ -418,6 +414,16 @@ async fn measure_lifecycle(
             }
         }
     }
+}
+
+/// The order in which `endpoints` endpoints take their turn in `round`: as listed in even
+/// rounds, reversed in odd ones, so that over two rounds each goes first once.
+fn turn_order(round: usize, endpoints: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..endpoints).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// The lifecycle of one endpoint under the kubelet-shaped load, and the load's reads.
@@ -537,6 +543,18 @@ async fn recovery(crius: &mut Crius, t: &mut Target, n: usize) -> Result<Recover
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_take_turns_going_first() {
+        assert_eq!(turn_order(0, 2), [0, 1]);
+        assert_eq!(turn_order(1, 2), [1, 0]);
+        assert_eq!(turn_order(2, 2), [0, 1]);
+        assert_eq!(turn_order(3, 3), [2, 1, 0]);
+        // Over any two rounds, every endpoint goes first once and last once.
+        let firsts: Vec<usize> = (0..2).map(|r| turn_order(r, 2)[0]).collect();
+        assert_eq!(firsts, [0, 1]);
+        assert!(turn_order(0, 0).is_empty());
+    }
 
     #[test]
     fn durations() {
