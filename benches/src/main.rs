@@ -41,6 +41,9 @@ struct Args {
     /// Container counts to measure at, ascending (comma-separated or repeated).
     #[arg(long = "containers", value_delimiter = ',', default_values_t = [5usize, 100, 1000])]
     containers: Vec<usize>,
+    /// The same counts in pods: `--pods 10` is `--containers 100` (ten containers per pod).
+    #[arg(long, value_delimiter = ',', conflicts_with = "containers")]
+    pods: Vec<usize>,
     /// At most this many of the containers run; the rest are created (every tenth exited).
     #[arg(long, default_value_t = 100)]
     running: usize,
@@ -133,8 +136,27 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+impl Args {
+    /// Parse the command line; `--pods` becomes the container counts it stands for.
+    fn from_command_line<I, T>(words: I) -> std::result::Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut args = Args::try_parse_from(words)?;
+        if !args.pods.is_empty() {
+            args.containers = args
+                .pods
+                .iter()
+                .map(|p| p.saturating_mul(target::CONTAINERS_PER_POD))
+                .collect();
+        }
+        Ok(args)
+    }
+}
+
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args = Args::from_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if let Some(unknown) = args.only.iter().find(|o| !HOT_READS.contains(&o.as_str())) {
         bail!(
             "--only: {unknown:?} is not a hot read; they are: {}",
@@ -587,5 +609,17 @@ mod tests {
         assert_eq!(args.containers, vec![5, 100]);
         assert_eq!(args.running, 50);
         assert_eq!(args.duration, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn pods_stand_for_ten_containers_each() {
+        let args = Args::from_command_line(["bench", "--private", "--pods", "1,10,100"]).unwrap();
+        assert_eq!(args.containers, vec![10, 100, 1000]);
+        let args = Args::from_command_line(["bench", "--private"]).unwrap();
+        assert_eq!(args.containers, vec![5, 100, 1000]);
+        assert!(
+            Args::from_command_line(["bench", "--pods", "1", "--containers", "5"]).is_err(),
+            "--pods and --containers say the same thing; both at once is refused"
+        );
     }
 }
