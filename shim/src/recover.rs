@@ -2,7 +2,7 @@
 //! half-made: backend objects without a record, records without a backend object.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runtime_backends::{TaskExit, TaskStatus, LABEL_KIND};
@@ -110,6 +110,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
     release_orphan_networks(crius).await;
     remove_orphan_dirs(crius, &crius.config.root.join(SANDBOXES));
     remove_orphan_dirs(crius, &crius.config.state.join(SANDBOXES));
+    remove_orphan_container_dirs(crius);
     tracing::info!(
         sandboxes = crius.store.sandboxes.len(),
         containers = crius.store.containers.len(),
@@ -193,26 +194,36 @@ async fn release_orphan_networks(crius: &Crius) {
 /// Sandbox directories whose sandbox is not in the store (a crash between making the files
 /// and persisting the record).
 fn remove_orphan_dirs(crius: &Crius, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let Some(id) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if crius
-            .store
-            .sandboxes
-            .get(id)
-            .is_some_and(|s| s.meta.id == id)
-        {
-            continue;
-        }
+    for (id, path) in orphan_dirs(dir, |id| crius.store.sandboxes.get_exact(id).is_some()) {
         tracing::warn!(dir = %path.display(), "removing files of a sandbox that no longer exists");
-        crate::sandbox::files_cleanup(crius, id);
+        crate::sandbox::files_cleanup(crius, &id);
     }
+}
+
+/// I/O directories of containers that are not in the store (a crash between making the
+/// FIFOs and creating the container, or a removal cut short).
+fn remove_orphan_container_dirs(crius: &Crius) {
+    let dir = crius.config.state.join(CONTAINERS);
+    for (_, path) in orphan_dirs(&dir, |id| crius.store.containers.get_exact(id).is_some()) {
+        tracing::warn!(dir = %path.display(), "removing the I/O directory of a container that no longer exists");
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::error!(dir = %path.display(), error = %e, "cannot remove an orphaned container directory");
+        }
+    }
+}
+
+/// The subdirectories of `dir` whose name `known` does not accept, as (name, path).
+fn orphan_dirs(dir: &Path, known: impl Fn(&str) -> bool) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .filter_map(|path| {
+            let id = path.file_name()?.to_str()?.to_string();
+            (!known(&id)).then_some((id, path))
+        })
+        .collect()
 }

@@ -704,6 +704,10 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     for file in &half_written {
         std::fs::write(file, b"{\"half")?;
     }
+    // The FIFO directory of a container that never got made.
+    let orphan_io = env.crius.state().join("containers").join("1e".repeat(32));
+    std::fs::create_dir_all(&orphan_io)?;
+    std::fs::write(orphan_io.join("stdout"), b"")?;
     env.crius.start_again()?;
     env.reconnect().await?;
     let after_sandboxes = env
@@ -714,7 +718,7 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         .items;
     assert_eq!(before_sandboxes, after_sandboxes);
     // crius answers only once recovery is done.
-    for file in half_written.iter().chain([&orphan_spec]) {
+    for file in half_written.iter().chain([&orphan_spec, &orphan_io]) {
         ensure!(!file.exists(), "{} survived recovery", file.display());
     }
     let verbose = env
@@ -795,6 +799,7 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     }
     for dir in [
         env.crius.state().join("sandboxes"),
+        env.crius.state().join("containers"),
         env.crius.root().join("sandboxes"),
         env.crius.root().join("containers"),
         specs,
