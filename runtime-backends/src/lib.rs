@@ -5,6 +5,7 @@
 //! these domain types. containerd's own types never leave `containerd/`, so a Docker
 //! backend can implement the same trait.
 
+pub mod background;
 pub mod containerd;
 mod error;
 #[cfg(feature = "fake")]

@@ -86,9 +86,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     crius.refresh_images().await?;
     crius.ensure_pause_image().await?;
     shim::recover::recover(&crius).await?;
-    if let Ok(usage) = crius.backend.image_fs_usage().await {
-        crius.image_fs.store(Arc::new(usage));
-    }
+    crius.measure_image_fs().await;
     shim::events::spawn(crius.clone());
     crius.spawn_refresher();
     tracing::info!("serving CRI");

@@ -21,6 +21,17 @@ pub const CONTAINERS: &str = "containers";
 /// Record kind under `<root>` holding each container's full OCI spec.
 pub const CONTAINER_SPECS: &str = "container-specs";
 
+/// How often the image filesystem's usage is measured (ImageFsInfo answers the last one).
+const IMAGE_FS_PERIOD: Duration = Duration::from_secs(10);
+
+/// The image filesystem's usage, and when it was measured (CRI's `timestamp`: when the
+/// information was collected).
+#[derive(Debug, Clone, Default)]
+pub struct ImageFsSample {
+    pub usage: runtime_backends::FsUsage,
+    pub measured_at_nanos: i64,
+}
+
 pub struct Crius {
     pub config: Config,
     pub backend: Arc<dyn Backend>,
@@ -36,8 +47,8 @@ pub struct Crius {
     pub oom_score_adj_floor: i64,
     /// The pause image every sandbox runs.
     pub pause_image: String,
-    /// Cached image filesystem usage, refreshed in the background.
-    pub image_fs: ArcSwap<runtime_backends::FsUsage>,
+    /// Image filesystem usage, measured in the background (see [`Crius::measure_image_fs`]).
+    pub image_fs: ArcSwap<ImageFsSample>,
     /// CPU-rate samples and writable-layer sizes kept between stats calls.
     pub stats_cache: crate::stats::StatsCache,
     /// Did the backend answer the last health probe?
@@ -58,7 +69,7 @@ impl Crius {
             host: HostSecurity::detect(std::path::Path::new("/sys"), std::path::Path::new("/proc")),
             oom_score_adj_floor: own_oom_score_adj(),
             pause_image,
-            image_fs: ArcSwap::from_pointee(runtime_backends::FsUsage::default()),
+            image_fs: ArcSwap::from_pointee(ImageFsSample::default()),
             stats_cache: crate::stats::StatsCache::default(),
             backend_up: std::sync::atomic::AtomicBool::new(true),
             store: Store::default(),
@@ -155,12 +166,42 @@ impl Crius {
                 if let Err(e) = crius.refresh_images().await {
                     tracing::debug!(error = %e, "image refresh failed");
                 }
-                match crius.backend.image_fs_usage().await {
-                    Ok(usage) => crius.image_fs.store(Arc::new(usage)),
-                    Err(e) => tracing::debug!(error = %e, "image fs usage failed"),
-                }
             }
         });
+        // The image filesystem's usage walks every layer on the node, so it has its own
+        // loop: a slow walk (it runs at the lowest CPU priority) never holds up the liveness
+        // probe and image refresh above. Every 10 s, as containerd's own CRI collects it.
+        let crius = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // Start-up measured it already.
+            let first = tokio::time::Instant::now() + IMAGE_FS_PERIOD;
+            let mut tick = tokio::time::interval_at(first, IMAGE_FS_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(crius) = crius.upgrade() else { return };
+                if !crius.backend_healthy() {
+                    continue;
+                }
+                crius.measure_image_fs().await;
+            }
+        });
+    }
+
+    /// Measure the image filesystem's usage now; ImageFsInfo answers it until the next one.
+    pub async fn measure_image_fs(&self) {
+        let began = std::time::Instant::now();
+        match self.backend.image_fs_usage().await {
+            Ok(usage) => self.image_fs.store(Arc::new(ImageFsSample {
+                usage,
+                measured_at_nanos: now_nanos(),
+            })),
+            Err(e) => tracing::debug!(error = %e, "image filesystem usage failed"),
+        }
+        tracing::debug!(
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "image filesystem usage measured"
+        );
     }
 
     pub fn backend_healthy(&self) -> bool {

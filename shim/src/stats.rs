@@ -343,7 +343,7 @@ impl Crius {
         let Some(upper) = entry.upper else {
             return WritableLayer {
                 timestamp,
-                mountpoint: self.image_fs.load().mountpoint.clone(),
+                mountpoint: self.image_fs.load().usage.mountpoint.clone(),
                 used_bytes: None,
                 inodes_used: None,
             };

@@ -836,44 +836,32 @@ impl Containerd {
             return Ok(FsUsage::default());
         };
         let walked_root = std::path::PathBuf::from(&root);
+        let layers = std::sync::Arc::clone(&self.inner.layer_usage);
+        // At the lowest priority, so the walk never delays an answer to kubelet.
         let (used_bytes, inodes_used) =
-            tokio::task::spawn_blocking(move || disk_usage(&walked_root))
-                .await
-                .map_err(|e| BackendError::Engine {
-                    engine: "containerd",
-                    message: format!("usage walk: {e}"),
-                })?;
+            crate::background::at_lowest_priority("crius-fs-usage", move || {
+                let mounted = super::usage::mounted_snapshots(
+                    std::path::Path::new("/proc/self/mountinfo"),
+                    &walked_root.join("snapshots"),
+                );
+                tracing::debug!(
+                    mounted = mounted.as_ref().map(std::collections::HashSet::len),
+                    "measuring the snapshotter's usage"
+                );
+                let mut layers = layers.lock().unwrap_or_else(|p| p.into_inner());
+                layers.measure(&walked_root, mounted.as_ref())
+            })
+            .await
+            .map_err(|e| BackendError::Engine {
+                engine: "containerd",
+                message: format!("usage walk: {e}"),
+            })?;
         Ok(FsUsage {
             used_bytes,
             inodes_used,
             mountpoint: root,
         })
     }
-}
-
-/// Bytes (allocated blocks) and inodes under `root`, counting hard-linked files once.
-fn disk_usage(root: &std::path::Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if !seen.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            inodes += 1;
-            bytes += meta.blocks() * 512;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    (bytes, inodes)
 }
 
 #[cfg(test)]

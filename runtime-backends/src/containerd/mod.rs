@@ -11,6 +11,7 @@ mod images;
 pub use images::node_architecture;
 mod local_content;
 mod pull;
+mod usage;
 mod view;
 
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ struct Inner {
     local_content_enabled: bool,
     /// Found at the first pull: containerd may not be up when crius starts.
     local_content: tokio::sync::OnceCell<Option<local_content::LocalContent>>,
+    /// Per-snapshot disk usage kept between ImageFsInfo measurements.
+    layer_usage: Arc<std::sync::Mutex<usage::LayerUsage>>,
 }
 
 impl Containerd {
@@ -100,6 +103,7 @@ impl Containerd {
                 pulls: pull::InFlight::default(),
                 local_content_enabled: config.local_content,
                 local_content: tokio::sync::OnceCell::new(),
+                layer_usage: Arc::default(),
             }),
         })
     }

@@ -8,7 +8,7 @@ use runtime_backends::{
 };
 
 use crate::error::{Error, Result};
-use crate::runtime::{now_nanos, Crius};
+use crate::runtime::Crius;
 
 /// Normalise an image reference the way Docker and kubelet do: `busybox` →
 /// `docker.io/library/busybox:latest`. Image ids (`sha256:…`, bare hex) pass unchanged.
@@ -269,9 +269,15 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
 }
 
 pub fn fs_info(crius: &Crius) -> Result<cri::ImageFsInfoResponse> {
-    let usage = crius.image_fs.load();
+    let sample = crius.image_fs.load();
+    if sample.measured_at_nanos == 0 {
+        return Err(Error::Unavailable(
+            "the image filesystem has not been measured yet (is the backend reachable?)".into(),
+        ));
+    }
+    let usage = &sample.usage;
     let fs = cri::FilesystemUsage {
-        timestamp: now_nanos(),
+        timestamp: sample.measured_at_nanos,
         fs_id: Some(cri::FilesystemIdentifier {
             mountpoint: usage.mountpoint.clone(),
         }),
