@@ -48,9 +48,11 @@ pub enum CgroupError {
 
 impl CgroupError {
     /// The cgroup (or one of its files) does not exist, e.g. the container already exited
-    /// and runc removed it.
+    /// and runc removed it. A cgroup being removed while it is read answers ENODEV instead
+    /// of ENOENT: its files are still listed, but they are already dead.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, CgroupError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, CgroupError::Io { source, .. }
+            if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV))
     }
 }
 
@@ -160,6 +162,18 @@ fn validate_container_id(id: &str) -> Result<()> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_gone_or_being_removed_is_not_found_other_errors_are_not() {
+        let io = |source: io::Error| CgroupError::Io {
+            path: PathBuf::from("/sys/fs/cgroup/memory/x/memory.stat"),
+            source,
+        };
+        assert!(io(io::Error::from(io::ErrorKind::NotFound)).is_not_found());
+        assert!(io(io::Error::from_raw_os_error(libc::ENODEV)).is_not_found());
+        assert!(!io(io::Error::from_raw_os_error(libc::EACCES)).is_not_found());
+        assert!(!CgroupError::UnknownDriver("x".into()).is_not_found());
+    }
 
     #[test]
     fn driver_from_name() {
