@@ -10,6 +10,7 @@ pub mod containerd;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod mountinfo;
 mod types;
 
 pub use error::{BackendError, Result};

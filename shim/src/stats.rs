@@ -425,21 +425,9 @@ fn upper_dir(mountinfo: &Path) -> Option<PathBuf> {
 }
 
 fn parse_upper_dir(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        if mount.split(' ').nth(4)? != "/" {
-            return None;
-        }
-        let mut fs = fs.split(' ');
-        if fs.next()? != "overlay" {
-            return None;
-        }
-        let options = fs.nth(1)?;
-        options
-            .split(',')
-            .find_map(|o| o.strip_prefix("upperdir="))
-            .map(PathBuf::from)
-    })
+    runtime_backends::mountinfo::overlay_upper_dirs(mountinfo)
+        .find(|(mount_point, _)| *mount_point == "/")
+        .map(|(_, upper)| upper.to_path_buf())
 }
 
 /// `<snapshotter root>/snapshots/<n>/fs` → `<snapshotter root>`.

@@ -108,28 +108,12 @@ fn stagger(dir: &Path) -> u32 {
 /// a `mountinfo` file; `None` when it cannot be read.
 pub(crate) fn mounted_snapshots(mountinfo: &Path, snapshots: &Path) -> Option<HashSet<PathBuf>> {
     let text = std::fs::read_to_string(mountinfo).ok()?;
-    let mut found = HashSet::new();
-    for line in text.lines() {
-        // `… - overlay overlay rw,lowerdir=…,upperdir=…,workdir=…`
-        let Some((_, fs)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut fields = fs.split(' ');
-        if fields.next() != Some("overlay") {
-            continue;
-        }
-        let options = fields.nth(1).unwrap_or_default();
-        for option in options.split(',') {
-            let Some(upper) = option.strip_prefix("upperdir=") else {
-                continue;
-            };
-            // `<snapshots>/<id>/fs`: the snapshot directory is the parent.
-            let upper = Path::new(upper);
-            if let Some(dir) = upper.parent().filter(|d| d.parent() == Some(snapshots)) {
-                found.insert(dir.to_path_buf());
-            }
-        }
-    }
+    // Upper directories are `<snapshots>/<id>/fs`: the snapshot directory is the parent.
+    let found = crate::mountinfo::overlay_upper_dirs(&text)
+        .filter_map(|(_, upper)| upper.parent())
+        .filter(|dir| dir.parent() == Some(snapshots))
+        .map(Path::to_path_buf)
+        .collect();
     Some(found)
 }
 
