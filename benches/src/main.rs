@@ -259,7 +259,7 @@ async fn run(args: Args) -> Result<()> {
             }
             // Let the freshly started containers settle before measuring.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let pids: Vec<Option<u32>> = targets
+            let target_pids: Vec<Option<u32>> = targets
                 .iter()
                 .map(|t| match (&private, t.name.as_str()) {
                     (Some(p), "crius") => p.crius.pid(),
@@ -268,7 +268,7 @@ async fn run(args: Args) -> Result<()> {
                 })
                 .collect();
             let cpu = |i: usize| {
-                pids[i]
+                target_pids[i]
                     .and_then(|pid| target::process_usage(pid, ticks).ok())
                     .map_or(0.0, |u| u.1)
             };
@@ -286,7 +286,7 @@ async fn run(args: Args) -> Result<()> {
                 cpu_phase[i] += cpu(i) - before;
             }
             for (i, t) in targets.iter().enumerate() {
-                if let Some(pid) = pids[i] {
+                if let Some(pid) = target_pids[i] {
                     let (rss_kib, cpu) = target::process_usage(pid, ticks)?;
                     report.resources.push(Resources {
                         n,
