@@ -7,6 +7,7 @@
 
 pub mod background;
 pub mod containerd;
+pub mod disk;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod instrument;
+pub mod layer_usage;
 pub mod logs;
 pub mod memory;
 pub mod network;

@@ -140,10 +140,11 @@ impl Crius {
         Ok(())
     }
 
-    /// Refresh slow-changing facts (images, image filesystem usage, the CNI network) until
-    /// crius stops.
+    /// Refresh slow-changing facts (images, image filesystem usage, writable-layer sizes, the
+    /// CNI network) until crius stops.
     pub fn spawn_refresher(self: &Arc<Self>) {
         self.network.spawn_watcher();
+        self.spawn_layer_usage();
         let crius = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));

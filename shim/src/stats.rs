@@ -1,28 +1,23 @@
 //! Resource usage of containers and pods, read from their cgroups (no backend call).
 //!
 //! kubelet asks for every container's stats every ~10 s, so one listing must stay cheap: a
-//! handful of small cgroup files per running container, a cached size of each writable
-//! layer, and a per-container CPU sample so `usage_nano_cores` is a rate over the last
-//! interval instead of a second read.
+//! handful of small cgroup files per running container, the last size of each writable
+//! layer (measured in the background, see [`crate::layer_usage`]), and a per-container CPU
+//! sample so `usage_nano_cores` is a rate over the last interval instead of a second read.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use crate::cgroups::{read_stats, CgroupDriver, CgroupLayout, CgroupStats};
 use crate::error::{Error, Result};
+use crate::layer_usage::{LayerUsage, WritableLayer};
 use crate::runtime::{now_nanos, Crius};
 use crate::store::{Container, ContainerState, Sandbox, SandboxState};
 
 /// CPU rates are computed over at least this window, so two calls in quick succession do not
 /// report the noise of a few microseconds.
 const MIN_RATE_WINDOW_NANOS: i64 = 1_000_000_000;
-
-/// How long a measured writable-layer size is reused (containerd refreshes its snapshot
-/// usage on a similar period).
-const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
 
 /// One reading of a cgroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,17 +26,6 @@ pub struct Sample {
     pub cgroup: CgroupStats,
     /// CPU rate since an earlier sample; `None` on the first reading.
     pub nano_cores: Option<u64>,
-}
-
-/// Usage of a container's writable layer (the snapshot's upper directory).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WritableLayer {
-    pub timestamp: i64,
-    /// The snapshotter's root directory, what containerd reports as the layer's filesystem.
-    pub mountpoint: String,
-    /// `None` when the layer could not be located (the container is not running).
-    pub used_bytes: Option<u64>,
-    pub inodes_used: Option<u64>,
 }
 
 pub struct ContainerUsage {
@@ -122,19 +106,13 @@ fn rate(older: CpuReading, now: CpuReading) -> Option<u64> {
     u64::try_from(cores).ok()
 }
 
-/// Where a container's writable layer lives and its last measured size.
-#[derive(Clone)]
-struct LayerEntry {
-    upper: Option<PathBuf>,
-    measured: Option<(Instant, u64, u64)>,
-}
-
 /// Per-container caches that outlive one request. They live in [`Crius`] beside the store,
 /// and are pruned of removed objects on every listing.
 #[derive(Default)]
 pub struct StatsCache {
     pub cpu: CpuRates,
-    layers: Mutex<HashMap<String, LayerEntry>>,
+    /// Writable-layer sizes, measured in the background.
+    pub layers: LayerUsage,
 }
 
 fn container_key(id: &str) -> String {
@@ -286,7 +264,10 @@ impl Crius {
             (Some(layout), true) => self.container_sample(layout, &container)?,
             _ => None,
         };
-        let layer = self.writable_layer(&container.meta.id, running.then_some(status.pid));
+        let layer = self
+            .stats_cache
+            .layers
+            .get(&container.meta.id, &self.image_fs.load().usage.mountpoint);
         Ok(ContainerUsage {
             container,
             sample,
@@ -321,55 +302,6 @@ impl Crius {
             nano_cores,
         }))
     }
-
-    fn writable_layer(&self, id: &str, pid: Option<u32>) -> WritableLayer {
-        let timestamp = now_nanos();
-        let mut layers = self
-            .stats_cache
-            .layers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let entry = layers.entry(id.to_string()).or_insert(LayerEntry {
-            upper: None,
-            measured: None,
-        });
-        if entry.upper.is_none() {
-            entry.upper = pid.and_then(|pid| {
-                upper_dir(&Path::new("/proc").join(pid.to_string()).join("mountinfo"))
-            });
-        }
-        let entry = entry.clone();
-        drop(layers);
-        let Some(upper) = entry.upper else {
-            return WritableLayer {
-                timestamp,
-                mountpoint: self.image_fs.load().usage.mountpoint.clone(),
-                used_bytes: None,
-                inodes_used: None,
-            };
-        };
-        let (bytes, inodes) = match entry.measured {
-            Some((at, bytes, inodes)) if at.elapsed() < LAYER_USAGE_TTL => (bytes, inodes),
-            _ => {
-                let (bytes, inodes) = disk_usage(&upper);
-                let mut layers = self
-                    .stats_cache
-                    .layers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some(entry) = layers.get_mut(id) {
-                    entry.measured = Some((Instant::now(), bytes, inodes));
-                }
-                (bytes, inodes)
-            }
-        };
-        WritableLayer {
-            timestamp,
-            mountpoint: snapshotter_root(&upper),
-            used_bytes: Some(bytes),
-            inodes_used: Some(inodes),
-        }
-    }
 }
 
 /// Drops cached samples of containers and pods that are gone.
@@ -384,11 +316,7 @@ fn prune(
         _ => false,
     };
     cache.cpu.retain(live);
-    cache
-        .layers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|id, _| containers.contains_key(id));
+    cache.layers.retain(|id| containers.contains_key(id));
 }
 
 fn cgroup_error(err: crate::cgroups::CgroupError) -> Error {
@@ -416,49 +344,6 @@ fn add(total: &mut CgroupStats, more: &CgroupStats) {
         (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),
     };
-}
-
-/// The overlay `upperdir` of the root mount in a process's `mountinfo`.
-fn upper_dir(mountinfo: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(mountinfo).ok()?;
-    parse_upper_dir(&text)
-}
-
-fn parse_upper_dir(mountinfo: &str) -> Option<PathBuf> {
-    runtime_backends::mountinfo::overlay_upper_dirs(mountinfo)
-        .find(|(mount_point, _)| *mount_point == "/")
-        .map(|(_, upper)| upper.to_path_buf())
-}
-
-/// `<snapshotter root>/snapshots/<n>/fs` → `<snapshotter root>`.
-fn snapshotter_root(upper: &Path) -> String {
-    upper
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "snapshots"))
-        .and_then(Path::parent)
-        .unwrap_or(upper)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Bytes (allocated blocks) and inodes under `dir`, not following symlinks.
-fn disk_usage(dir: &Path) -> (u64, u64) {
-    let mut bytes = 0;
-    let mut inodes = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        bytes += meta.blocks() * 512;
-        inodes += 1;
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                pending.extend(entries.flatten().map(|e| e.path()));
-            }
-        }
-    }
-    (bytes, inodes)
 }
 
 /// Interfaces of a network namespace from `/proc/<pid>/net/dev`, loopback left out.
@@ -589,37 +474,6 @@ mod tests {
         assert_eq!(total.oom_kill_count, Some(0));
         // An exited container's cgroup is gone: no stats, no error.
         assert_eq!(optional_stats(&layout, "/crius/gone").unwrap(), None);
-    }
-
-    #[test]
-    fn finds_the_overlay_upper_dir_of_the_root_mount() {
-        let mountinfo = "\
-1084 1020 0:95 / / rw,relatime - overlay overlay rw,lowerdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/3/fs,upperdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs,workdir=/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/work
-1085 1084 0:97 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
-";
-        let upper = parse_upper_dir(mountinfo).unwrap();
-        assert_eq!(
-            upper,
-            Path::new("/var/lib/c/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs")
-        );
-        assert_eq!(
-            snapshotter_root(&upper),
-            "/var/lib/c/io.containerd.snapshotter.v1.overlayfs"
-        );
-        assert_eq!(
-            parse_upper_dir("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"),
-            None
-        );
-    }
-
-    #[test]
-    fn disk_usage_counts_files_and_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a/b/file", &"x".repeat(10_000));
-        write(dir.path(), "c", "y");
-        let (bytes, inodes) = disk_usage(dir.path());
-        assert_eq!(inodes, 5);
-        assert!(bytes >= 10_000, "{bytes}");
     }
 
     #[test]

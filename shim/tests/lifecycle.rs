@@ -761,6 +761,28 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Writable-layer sizes come back without a container start: a round of the layer
+    // measurement runs at start-up (the periodic one comes only after 10 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let layer = env
+            .rt
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: running.clone(),
+            })
+            .await?
+            .into_inner()
+            .stats
+            .and_then(|s| s.writable_layer);
+        if layer.as_ref().is_some_and(|l| l.used_bytes.is_some()) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no writable-layer size 5 s after the restart: {layer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let exec = env
         .rt
         .exec_sync(cri::ExecSyncRequest {

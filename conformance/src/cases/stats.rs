@@ -21,6 +21,12 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
+            "ContainerStats counts what a container writes to its writable layer",
+            [ContainerStats],
+            container_stats_layer_grows
+        ),
+        case!(
+            G,
             "ContainerStats of an unknown container is NotFound",
             [ContainerStats],
             container_stats_unknown
@@ -190,6 +196,41 @@ async fn container_stats_memory_grows(ctx: Ctx) -> Result<Outcome> {
         }
         if Instant::now() >= deadline {
             bail!("memory.working_set_bytes: expected to grow by ≥ 24 MiB after writing 32 MiB to /dev/shm, went from {before} to {after}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn container_stats_layer_grows(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let container = ctx.sleeper(&sandbox).await?;
+    let used = |stats: cri::ContainerStats| {
+        stats
+            .writable_layer
+            .map(|layer| (value(&layer.used_bytes), layer.timestamp))
+            .unwrap_or_default()
+    };
+    let (before, _) = used(container_stats_of(&ctx, &container.id).await?);
+    // Written into the root filesystem, which is the container's writable layer.
+    ctx.sh(
+        &container.id,
+        "head -c 4194304 /dev/zero > /conformance-layer-fill && sync",
+    )
+    .await?;
+    let written_at = now_nanos();
+    // Runtimes measure layers periodically (containerd's CRI every 10 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (after, timestamp) = used(container_stats_of(&ctx, &container.id).await?);
+        if after >= before + 3 * 1024 * 1024 {
+            ensure!(
+                timestamp >= written_at - 1_000_000_000,
+                "writable_layer.timestamp {timestamp} is before the write at {written_at}, yet its size counts it"
+            );
+            return pass();
+        }
+        if Instant::now() >= deadline {
+            bail!("writable_layer.used_bytes: expected to grow by ≥ 3 MiB within 30 s after writing 4 MiB to the root filesystem, went from {before} to {after}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

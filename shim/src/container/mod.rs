@@ -350,6 +350,8 @@ impl Crius {
                 s.started_at = now_nanos();
             }
         });
+        // Its first stats carry a writable-layer size measured in the background.
+        self.stats_cache.layers.want_new();
         self.persist_container(&container).await
     }
 

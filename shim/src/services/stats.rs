@@ -9,8 +9,9 @@ use cri_api::v1 as cri;
 
 use super::convert::{matches_selector, to_map};
 use crate::error::{Error, Result};
+use crate::layer_usage::WritableLayer;
 use crate::runtime::Crius;
-use crate::stats::{ContainerUsage, Sample, SandboxUsage, WritableLayer};
+use crate::stats::{ContainerUsage, Sample, SandboxUsage};
 
 async fn blocking<T: Send + 'static>(
     crius: &Arc<Crius>,
