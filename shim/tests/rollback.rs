@@ -1,6 +1,7 @@
 //! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
 //! name is free again afterwards (DESIGN.md decision 5); that the kept ListContainers and
-//! ListPodSandbox answers follow every change. No daemons needed.
+//! ListPodSandbox answers follow every change; that ImageFsInfo answers its last measurement.
+//! No daemons needed.
 
 // Helpers here may panic: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -467,4 +468,42 @@ async fn an_oversized_list_request_is_out_of_range_and_reaches_nothing() {
     assert_eq!(grpc_status.as_deref(), Some("11"), "OutOfRange");
     assert!(body.is_empty());
     assert_eq!(router.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn image_fs_info_answers_its_last_measurement_with_the_time_it_was_taken() {
+    use shim::services::image::fs_info;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    // Before the first measurement: Unavailable, never a usage of 0.
+    match fs_info(&crius) {
+        Err(shim::error::Error::Unavailable(message)) => {
+            assert!(message.contains("not been measured"), "{message}")
+        }
+        other => panic!("expected Unavailable before a measurement, got {other:?}"),
+    }
+    let before = shim::runtime::now_nanos();
+    crius.measure_image_fs().await;
+    let after = shim::runtime::now_nanos();
+    let taken = fs_info(&crius).unwrap().image_filesystems[0].timestamp;
+    assert!(
+        before <= taken && taken <= after,
+        "{before} <= {taken} <= {after}"
+    );
+    // Later calls answer the same measurement, stamped when it was taken, not when asked.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let again = fs_info(&crius).unwrap();
+    assert_eq!(again.image_filesystems[0].timestamp, taken);
+    assert_eq!(again.container_filesystems[0].timestamp, taken);
+    // A failed measurement keeps the last good one.
+    fake.failing
+        .lock()
+        .unwrap()
+        .push("image_fs_usage".to_string());
+    crius.measure_image_fs().await;
+    assert_eq!(
+        fs_info(&crius).unwrap().image_filesystems[0].timestamp,
+        taken
+    );
 }
