@@ -82,7 +82,7 @@ impl Backend for FakeBackend {
                 .cloned()
         }))
     }
-    async fn remove_image_name(&self, name: &str) -> Result<()> {
+    async fn remove_image_name(&self, name: &str, _collect: bool) -> Result<()> {
         self.record(format!("remove_image_name({name})"))?;
         if let Ok(mut images) = self.images.lock() {
             for image in images.iter_mut() {

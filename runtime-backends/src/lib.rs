@@ -42,7 +42,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Remove one name (tag or digest reference) of an image. Removing the last name
     /// removes the image. A missing name is not an error.
-    async fn remove_image_name(&self, name: &str) -> Result<()>;
+    /// With `collect`, the engine also frees what nothing else holds (layers, snapshots)
+    /// before answering, so the disk space shows at once; pass it with the last name.
+    async fn remove_image_name(&self, name: &str, collect: bool) -> Result<()>;
 
     /// Store an image given as its blobs (manifest, config, layers) under `names`, unpacked
     /// and ready to run.

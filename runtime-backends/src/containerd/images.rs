@@ -356,12 +356,13 @@ impl Containerd {
         }))
     }
 
-    pub(crate) async fn remove_image_name_impl(&self, name: &str) -> Result<()> {
+    pub(crate) async fn remove_image_name_impl(&self, name: &str, collect: bool) -> Result<()> {
         match self
             .images_client()
             .delete(self.req(api::DeleteImageRequest {
                 name: name.to_string(),
-                sync: false,
+                // containerd's garbage collection runs before it answers.
+                sync: collect,
                 target: None,
             }))
             .await

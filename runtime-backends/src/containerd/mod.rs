@@ -263,8 +263,8 @@ impl Backend for Containerd {
         self.image_impl(reference).await
     }
 
-    async fn remove_image_name(&self, name: &str) -> Result<()> {
-        self.remove_image_name_impl(name).await
+    async fn remove_image_name(&self, name: &str, collect: bool) -> Result<()> {
+        self.remove_image_name_impl(name, collect).await
     }
 
     async fn import_image(&self, bundle: ImageBundle) -> Result<ImageRecord> {

@@ -172,9 +172,12 @@ pub async fn remove(
         .chain(&image.repo_digests)
         .cloned()
         .collect();
+    // The id goes last: removing it, the backend frees the image's layers before answering,
+    // so kubelet's image garbage collection sees the space it freed at once.
     names.push(image.id.clone());
-    for name in names {
-        crius.backend.remove_image_name(&name).await?;
+    let last = names.len() - 1;
+    for (i, name) in names.iter().enumerate() {
+        crius.backend.remove_image_name(name, i == last).await?;
     }
     crius.refresh_images().await?;
     Ok(cri::RemoveImageResponse {})
