@@ -415,11 +415,13 @@ impl Crius {
             s.state = ContainerState::Exited;
             s.pid = 0;
             s.exit_code = i32::try_from(exit.exit_code).unwrap_or(i32::MAX);
+            // A process that exits at once can end before crius stamped its start.
             s.finished_at = if exit.exited_at_nanos > 0 {
                 exit.exited_at_nanos
             } else {
                 now_nanos()
-            };
+            }
+            .max(s.started_at);
             // CRI reasons: OOMKilled when the OOM killer hit it, else by exit code.
             s.reason = if s.oom_killed {
                 REASON_OOM_KILLED
