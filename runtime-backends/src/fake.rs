@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
     ExecRequest, FsUsage, ImageBundle, ImageRecord, PullImage, Result, TaskExit, TaskIo,
-    TaskStarted, TaskState, TaskStatus,
+    TaskStarted, TaskState, TaskStatus, TaskStdio,
 };
 
 #[derive(Default)]
@@ -153,7 +153,7 @@ impl Backend for FakeBackend {
         }
         Ok(())
     }
-    async fn start_task(&self, id: &str, _io_dir: &Path, _terminal: bool) -> Result<TaskStarted> {
+    async fn start_task(&self, id: &str, _io_dir: &Path, _stdio: TaskStdio) -> Result<TaskStarted> {
         self.record(format!("start_task({id})"))?;
         let state = TaskState {
             pid: 4242,

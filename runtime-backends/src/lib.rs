@@ -84,12 +84,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
 
     /// Start the container's process. Its stdout/stderr are returned as readers; with
-    /// `terminal` the process gets a pty whose output arrives on stdout.
+    /// `stdio.terminal` the process gets a pty whose output arrives on stdout. With
+    /// `stdio.stdin` its stdin stays open (reading it waits) for as long as it runs, crius
+    /// restarts included; without, stdin is empty.
     async fn start_task(
         &self,
         id: &str,
         io_dir: &std::path::Path,
-        terminal: bool,
+        stdio: TaskStdio,
     ) -> Result<TaskStarted>;
 
     /// Re-open the output of a task that outlived crius (after a restart).
@@ -104,7 +106,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Delete a task that has exited (or was never started), returning its exit.
     async fn delete_task(&self, id: &str) -> Result<Option<TaskExit>>;
 
-    /// Apply new resource limits to a running container.
+    /// Apply new resource limits: to the running task, or, before the container started, to
+    /// what it will start with.
     async fn update_resources(
         &self,
         id: &str,

@@ -140,6 +140,15 @@ pub struct TaskExit {
 pub type BoxedReader = Pin<Box<dyn AsyncRead + Send>>;
 pub type BoxedWriter = Pin<Box<dyn AsyncWrite + Send>>;
 
+/// How a container's init process is wired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskStdio {
+    /// A pty instead of pipes (CRI `tty`).
+    pub terminal: bool,
+    /// Keep stdin open instead of empty (CRI `stdin`).
+    pub stdin: bool,
+}
+
 /// The output of a container's init process.
 pub struct TaskIo {
     pub stdout: BoxedReader,
@@ -210,10 +219,14 @@ pub struct RegistryCredentials {
     pub auth: String,
     pub identity_token: String,
     pub registry_token: String,
+    /// The registry these are for (CRI `server_address`: `host[:port]`, or a URL such as
+    /// `https://index.docker.io/v1/`). Set, they go to that host only, never to a mirror
+    /// of it; empty, to the image's registry and its mirrors.
+    pub server_address: String,
 }
 
 impl RegistryCredentials {
-    /// True when no field is set (an anonymous pull).
+    /// True when no secret is set (an anonymous pull).
     pub fn is_empty(&self) -> bool {
         self.username.is_empty()
             && self.password.is_empty()
@@ -233,6 +246,7 @@ impl std::fmt::Debug for RegistryCredentials {
             .field("auth", &set(&self.auth))
             .field("identity_token", &set(&self.identity_token))
             .field("registry_token", &set(&self.registry_token))
+            .field("server_address", &self.server_address)
             .finish()
     }
 }

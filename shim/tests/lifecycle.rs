@@ -661,6 +661,15 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     let created = env
         .create(&sandbox, &config, "idle", &["sleep", "1"], None)
         .await?;
+    // `cat` with its stdin open runs until that stdin ends, which must not be when crius dies.
+    let mut reader_config = pods::container_config("reader", BUSYBOX, &["cat"]);
+    reader_config.stdin = true;
+    let reader = pods::create(&mut env.rt, &sandbox, &config, reader_config).await?;
+    env.rt
+        .start_container(cri::StartContainerRequest {
+            container_id: reader.clone(),
+        })
+        .await?;
     let before_sandboxes = env
         .rt
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
@@ -761,6 +770,11 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let reader_status = env.status(&reader).await?;
+    ensure!(
+        reader_status.state == cri::ContainerState::ContainerRunning as i32,
+        "cat with stdin open must outlive crius's restart: {reader_status:?}"
+    );
     // Writable-layer sizes come back without a container start: a round of the layer
     // measurement runs at start-up (the periodic one comes only after 10 s).
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -166,9 +166,24 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
+            "a container with stdin keeps it open; without stdin it reads an empty one",
+            [CreateContainer, StartContainer, ContainerStatus],
+            stdin_open
+        ),
+        case!(
+            G,
             "CreateContainer with an image that is not present fails",
             [CreateContainer],
             missing_image
+        ),
+        case!(
+            G,
+            "CreateContainer with an image spec naming an unknown runtime handler is rejected",
+            [CreateContainer],
+            unknown_image_handler
+        )
+        .reference_known_failure(
+            "containerd 1.6 predates ImageSpec.runtime_handler (CRI 1.29) and ignores it",
         ),
         case!(
             G,
@@ -875,6 +890,46 @@ async fn missing_image(ctx: Ctx) -> Result<Outcome> {
     let sandbox = ctx.sandbox().await?;
     let mut config = ctx.container_config(&sandbox, &["true"]);
     config.image = Some(image_spec("localhost/crius/does-not-exist:404"));
+    let request = cri::CreateContainerRequest {
+        pod_sandbox_id: sandbox.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(sandbox.config.clone()),
+    };
+    call_err("CreateContainer", ctx.rt().create_container(request)).await?;
+    pass()
+}
+
+async fn stdin_open(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    // `cat` runs until its stdin ends.
+    let mut config = ctx.container_config(&sandbox, &["cat"]);
+    config.stdin = true;
+    let open = ctx.running_container(&sandbox, config).await?;
+    let (_, closed) = ctx
+        .run_to_exit(&sandbox, ctx.container_config(&sandbox, &["cat"]))
+        .await?;
+    ensure_eq!(closed.exit_code, 0, "exit code of cat on an empty stdin");
+    // The first one had as long as the second took to start and end, and a second more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = ctx.container_status(&open.id).await?;
+    ensure_eq!(
+        status.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "state of cat with stdin open (reason {:?}, exit code {})",
+        status.reason,
+        status.exit_code
+    );
+    pass()
+}
+
+async fn unknown_image_handler(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let mut config = ctx.container_config(&sandbox, &["true"]);
+    // CRI: a runtime handler the runtime does not know must be refused.
+    config.image = Some(cri::ImageSpec {
+        runtime_handler: "no-such-handler".into(),
+        ..image_spec(&ctx.images().busybox)
+    });
     let request = cri::CreateContainerRequest {
         pod_sandbox_id: sandbox.id.clone(),
         config: Some(config),

@@ -26,11 +26,15 @@ pub fn cases() -> Vec<Case> {
         case!(G, "PullImage twice returns the same image_ref", [PullImage], pull_twice).lock(LOCK),
         case!(G, "PullImage with basic auth credentials", [PullImage], pull_with_auth).lock(LOCK),
         case!(G, "PullImage from a registry requiring auth fails without credentials", [PullImage], pull_auth_missing).lock(LOCK),
+        case!(G, "PullImage sends credentials only to the server their server_address names", [PullImage, ImageStatus], pull_auth_server_address).lock(LOCK),
         case!(G, "PullImage of an image the registry does not have fails", [PullImage], pull_missing).lock(LOCK),
         case!(G, "RemoveImage by tag removes the image", [RemoveImage, PullImage, ImageStatus], remove_by_tag).lock(LOCK),
         case!(G, "RemoveImage by id removes the image", [RemoveImage, PullImage, ImageStatus], remove_by_id).lock(LOCK),
         case!(G, "RemoveImage by digest removes the image", [RemoveImage, PullImage, ImageStatus], remove_by_digest).lock(LOCK),
         case!(G, "RemoveImage of an image that is not present succeeds", [RemoveImage], remove_missing),
+        case!(G, "an image spec naming an unknown runtime handler is rejected by ImageStatus, ListImages and PullImage", [ImageStatus, ListImages, PullImage], unknown_handler)
+            .lock(LOCK)
+            .reference_known_failure("containerd 1.6 predates ImageSpec.runtime_handler (CRI 1.29) and ignores it"),
         case!(G, "ContainerStatus.image_ref of a pulled image equals its Image.id", [PullImage, ContainerStatus], pulled_image_ref)
             .lock(LOCK)
             .reference_known_failure("containerd 1.6 reports the repo digest, not the image id, as image_ref of pulled images"),
@@ -438,6 +442,41 @@ async fn pull_with_auth(ctx: Ctx) -> Result<Outcome> {
     pass()
 }
 
+async fn pull_auth_server_address(ctx: Ctx) -> Result<Outcome> {
+    let (reference, auth) = auth_reference(&ctx).await?;
+    ctx.track_image(&reference);
+    let credentials = |server_address: String| cri::AuthConfig {
+        username: auth.user.clone(),
+        password: auth.password.clone(),
+        server_address,
+        ..Default::default()
+    };
+    // Right credentials, meant for another server: the pull goes without them and fails.
+    let request = cri::PullImageRequest {
+        image: Some(image_spec(&reference)),
+        auth: Some(credentials("http://127.0.0.1:1".into())),
+        sandbox_config: None,
+    };
+    call_err("PullImage", ctx.img().pull_image(request)).await?;
+    ensure_eq!(
+        ctx.image_status(&reference).await?,
+        None,
+        "ImageStatus after a pull whose credentials name another server"
+    );
+    // Meant for this registry: they are used.
+    let image_ref = pull(
+        &ctx,
+        &reference,
+        Some(credentials(format!("http://{}", auth.address))),
+    )
+    .await?;
+    ensure!(
+        image_ref.starts_with("sha256:"),
+        "PullImage.image_ref: expected sha256:…, got {image_ref:?}"
+    );
+    pass()
+}
+
 async fn pull_auth_missing(ctx: Ctx) -> Result<Outcome> {
     let (reference, _) = auth_reference(&ctx).await?;
     ctx.track_image(&reference);
@@ -468,6 +507,49 @@ async fn pull_missing(ctx: Ctx) -> Result<Outcome> {
         sandbox_config: None,
     };
     call_err("PullImage", ctx.img().pull_image(request)).await?;
+    pass()
+}
+
+/// `reference` as an image spec for a runtime handler nobody configures.
+fn unknown_handler_spec(reference: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        runtime_handler: "no-such-handler".into(),
+        ..image_spec(reference)
+    }
+}
+
+async fn unknown_handler(ctx: Ctx) -> Result<Outcome> {
+    // CRI: a runtime handler the runtime does not know must be refused, even for an image
+    // that is present.
+    let present = ctx.images().busybox.clone();
+    let request = cri::ImageStatusRequest {
+        image: Some(unknown_handler_spec(&present)),
+        verbose: false,
+    };
+    call_err("ImageStatus", ctx.img().image_status(request)).await?;
+    let request = cri::ListImagesRequest {
+        filter: Some(cri::ImageFilter {
+            image: Some(unknown_handler_spec(&present)),
+        }),
+    };
+    call_err("ListImages", ctx.img().list_images(request)).await?;
+    // A refused pull downloads nothing.
+    let reference = pull_reference(&ctx).await?;
+    ctx.track_image(&reference);
+    let absent_before = ctx.image_status(&reference).await?.is_none();
+    let request = cri::PullImageRequest {
+        image: Some(unknown_handler_spec(&reference)),
+        auth: None,
+        sandbox_config: None,
+    };
+    call_err("PullImage", ctx.img().pull_image(request)).await?;
+    if absent_before {
+        ensure_eq!(
+            ctx.image_status(&reference).await?,
+            None,
+            "ImageStatus after the refused pull"
+        );
+    }
     pass()
 }
 

@@ -50,6 +50,12 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
+            "UpdateContainerResources before StartContainer: the container starts with the new limit",
+            [UpdateContainerResources, StartContainer, ExecSync],
+            update_before_start
+        ),
+        case!(
+            G,
             "UpdateContainerResources of an unknown container fails",
             [UpdateContainerResources],
             update_unknown
@@ -252,6 +258,39 @@ async fn update_memory(ctx: Ctx) -> Result<Outcome> {
         memory_of(&ctx, &container).await?,
         (96 * MIB).to_string(),
         "memory limit after the update"
+    );
+    pass()
+}
+
+async fn update_before_start(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let initial = cri::LinuxContainerResources {
+        memory_limit_in_bytes: 64 * MIB,
+        ..Default::default()
+    };
+    let container = ctx
+        .create_container(&sandbox, limited(&ctx, &sandbox, initial))
+        .await?;
+    update(
+        &ctx,
+        &container.id,
+        cri::LinuxContainerResources {
+            memory_limit_in_bytes: 96 * MIB,
+            ..Default::default()
+        },
+    )
+    .await?;
+    ctx.start_container(&container.id).await?;
+    ctx.wait_container_state(
+        &container.id,
+        cri::ContainerState::ContainerRunning,
+        Duration::from_secs(20),
+    )
+    .await?;
+    ensure_eq!(
+        memory_of(&ctx, &container).await?,
+        (96 * MIB).to_string(),
+        "memory limit of a container updated before it started"
     );
     pass()
 }

@@ -12,7 +12,7 @@ use prost_types::Any;
 use super::{fifo, map_status, now_timestamp, timestamp_nanos, Containerd, RUNTIME, SNAPSHOTTER};
 use crate::{
     BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, Result, TaskExit,
-    TaskStarted, TaskState, TaskStatus, LABEL_MANAGED,
+    TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
 };
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -34,6 +34,37 @@ fn json_any(type_url: &str, value: &impl serde::Serialize) -> Result<Any> {
         type_url: type_url.to_string(),
         value,
     })
+}
+
+/// A JSON OCI spec with the kinds of resources `resources` sets put in place of its own.
+fn merge_resources(
+    spec: &[u8],
+    resources: &oci_spec::runtime::LinuxResources,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut spec: serde_json::Value = serde_json::from_slice(spec).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(given) =
+        serde_json::to_value(resources).map_err(|e| e.to_string())?
+    else {
+        return Err("the resources are not a JSON object".into());
+    };
+    let linux = spec
+        .as_object_mut()
+        .ok_or("not a JSON object")?
+        .entry("linux")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or("`linux` is not an object")?;
+    let current = linux
+        .entry("resources")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or("`linux.resources` is not an object")?;
+    for (kind, value) in given {
+        if !value.is_null() {
+            current.insert(kind, value);
+        }
+    }
+    serde_json::to_vec(&spec).map_err(|e| e.to_string())
 }
 
 fn task_status(raw: i32) -> TaskStatus {
@@ -234,7 +265,7 @@ impl Containerd {
         &self,
         id: &str,
         io_dir: &Path,
-        terminal: bool,
+        stdio: TaskStdio,
     ) -> Result<TaskStarted> {
         let mounts = self
             .snapshots()
@@ -246,26 +277,35 @@ impl Containerd {
             .map_err(|s| map_status(s, "snapshot", id))?
             .into_inner()
             .mounts;
-        let set = fifo::paths(io_dir, "", false);
+        // The shim holds a writer of the stdin FIFO of its own for the task's life, so the
+        // process never reads EOF there, whether crius holds one or restarts. crius holds
+        // none until it has something to write (Attach).
+        let set = fifo::paths(io_dir, "", stdio.stdin);
         let mut fifos = fifo::create(&set)?;
         let created = self
             .tasks()
-            .create(self.req(api::CreateTaskRequest {
-                container_id: id.to_string(),
-                rootfs: mounts,
-                stdin: String::new(),
-                stdout: set.stdout.display().to_string(),
-                // With a terminal the shim writes the pty to stdout and leaves stderr alone.
-                stderr: if terminal {
-                    String::new()
-                } else {
-                    set.stderr.display().to_string()
-                },
-                terminal,
-                checkpoint: None,
-                options: None,
-                runtime_path: String::new(),
-            }))
+            .create(
+                self.req(api::CreateTaskRequest {
+                    container_id: id.to_string(),
+                    rootfs: mounts,
+                    stdin: set
+                        .stdin
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    stdout: set.stdout.display().to_string(),
+                    // With a terminal the shim writes the pty to stdout and leaves stderr alone.
+                    stderr: if stdio.terminal {
+                        String::new()
+                    } else {
+                        set.stderr.display().to_string()
+                    },
+                    terminal: stdio.terminal,
+                    checkpoint: None,
+                    options: None,
+                    runtime_path: String::new(),
+                }),
+            )
             .await
             .map_err(|s| map_status(s, "task", id));
         fifos.release_keepers();
@@ -362,14 +402,66 @@ impl Containerd {
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<()> {
         let any = json_any(RESOURCES_TYPE, resources)?;
-        self.tasks()
+        let updated = self
+            .tasks()
             .update(self.req(api::UpdateTaskRequest {
                 container_id: id.to_string(),
                 resources: Some(any),
                 annotations: HashMap::new(),
             }))
+            .await;
+        match updated {
+            Ok(_) => Ok(()),
+            // Not started: the spec it will start with takes them.
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                self.update_spec_resources(id, resources).await
+            }
+            Err(status) => Err(map_status(status, "task", id)),
+        }
+    }
+
+    /// Put `resources` into the stored spec of a container that has no task. Each kind
+    /// given (cpu, memory, …) replaces the spec's; the rest (the device rules) stays.
+    async fn update_spec_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let container = self
+            .containers()
+            .get(self.req(api::GetContainerRequest { id: id.to_string() }))
             .await
-            .map_err(|s| map_status(s, "task", id))?;
+            .map_err(|s| map_status(s, "container", id))?
+            .into_inner()
+            .container
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "container",
+                id: id.to_string(),
+            })?;
+        let stored = container.spec.ok_or_else(|| BackendError::Engine {
+            engine: "containerd",
+            message: format!("container {id} has no spec"),
+        })?;
+        let spec = merge_resources(&stored.value, resources).map_err(|e| BackendError::Engine {
+            engine: "containerd",
+            message: format!("the spec of container {id}: {e}"),
+        })?;
+        self.containers()
+            .update(self.req(api::UpdateContainerRequest {
+                container: Some(api::Container {
+                    id: id.to_string(),
+                    spec: Some(Any {
+                        type_url: stored.type_url,
+                        value: spec,
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["spec".to_string()],
+                }),
+            }))
+            .await
+            .map_err(|s| map_status(s, "container", id))?;
         Ok(())
     }
 
@@ -459,5 +551,48 @@ impl Containerd {
             Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
             Err(status) => Err(map_status(status, "exec", exec_id)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn new_resources_replace_their_kinds_and_keep_the_device_rules() {
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {
+                "resources": {
+                    "devices": [{"allow": false, "access": "rwm"}],
+                    "memory": {"limit": 1, "swap": 1},
+                },
+                "namespaces": [{"type": "pid"}],
+            },
+        });
+        let resources = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(2).build().unwrap())
+            .cpu(LinuxCpuBuilder::default().shares(512u64).build().unwrap())
+            .build()
+            .unwrap();
+        let merged: serde_json::Value = serde_json::from_slice(
+            &merge_resources(&serde_json::to_vec(&spec).unwrap(), &resources).unwrap(),
+        )
+        .unwrap();
+        let got = &merged["linux"]["resources"];
+        assert_eq!(got["devices"], spec["linux"]["resources"]["devices"]);
+        assert_eq!(got["memory"]["limit"], 2);
+        // The memory kind is replaced whole: the old swap limit is gone.
+        assert!(got["memory"].get("swap").is_none(), "{got}");
+        assert_eq!(got["cpu"]["shares"], 512);
+        assert_eq!(merged["linux"]["namespaces"], spec["linux"]["namespaces"]);
+        assert_eq!(merged["ociVersion"], "1.0.2");
+        // A spec without `linux` gets one; one that is not an object is an error.
+        let bare = merge_resources(b"{}", &resources).unwrap();
+        let bare: serde_json::Value = serde_json::from_slice(&bare).unwrap();
+        assert_eq!(bare["linux"]["resources"]["memory"]["limit"], 2);
+        assert!(merge_resources(b"[1]", &resources).is_err());
+        assert!(merge_resources(b"{\"linux\": 3}", &resources).is_err());
     }
 }

@@ -28,6 +28,7 @@ use tonic::Request;
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
     ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted, TaskState,
+    TaskStdio,
 };
 
 const ENGINE: &str = "containerd";
@@ -303,9 +304,9 @@ impl Backend for Containerd {
         &self,
         id: &str,
         io_dir: &std::path::Path,
-        terminal: bool,
+        stdio: TaskStdio,
     ) -> Result<TaskStarted> {
-        self.start_task_impl(id, io_dir, terminal).await
+        self.start_task_impl(id, io_dir, stdio).await
     }
 
     async fn reattach_task_io(

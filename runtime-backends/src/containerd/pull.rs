@@ -282,8 +282,8 @@ fn endpoints(registry: &str, settings: &RegistrySettings) -> Vec<Endpoint> {
     out
 }
 
-/// The credentials for one endpoint: the caller's, else the configured ones for the
-/// endpoint's host, else for the image's registry.
+/// The credentials for one endpoint: the caller's (unless they name another server), else
+/// the configured ones for the endpoint's host, else for the image's registry.
 fn credentials_for<'a>(
     request: &'a PullImage,
     endpoint: &Endpoint,
@@ -293,6 +293,10 @@ fn credentials_for<'a>(
         .credentials
         .as_ref()
         .filter(|c| !c.is_empty())
+        .filter(|c| {
+            c.server_address.is_empty()
+                || same_registry(server_host(&c.server_address), &endpoint.host)
+        })
         .or_else(|| {
             let auths = &request.registry.auths;
             auths
@@ -300,6 +304,22 @@ fn credentials_for<'a>(
                 .or_else(|| auths.get(registry))
                 .filter(|c| !c.is_empty())
         })
+}
+
+/// The `host[:port]` a `server_address` names.
+fn server_host(address: &str) -> &str {
+    let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or_default()
+}
+
+/// Do two `host[:port]`s name one registry? Docker Hub goes by three names.
+fn same_registry(a: &str, b: &str) -> bool {
+    let hub = |h: &str| {
+        ["docker.io", "index.docker.io", "registry-1.docker.io"]
+            .iter()
+            .any(|name| h.eq_ignore_ascii_case(name))
+    };
+    a.eq_ignore_ascii_case(b) || (hub(a) && hub(b))
 }
 
 fn registry_auth(credentials: Option<&RegistryCredentials>) -> Result<RegistryAuth> {
@@ -1667,6 +1687,66 @@ mod tests {
             ]
         );
         assert!(!endpoints("docker.io", &settings)[0].plain_http);
+    }
+
+    #[test]
+    fn caller_credentials_go_only_to_the_server_they_name() {
+        let settings = RegistrySettings {
+            mirrors: [(
+                "registry.example.com".to_string(),
+                vec!["https://mirror.example.com".to_string()],
+            )]
+            .into(),
+            auths: [(
+                "mirror.example.com".to_string(),
+                RegistryCredentials {
+                    username: "configured".into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let request = |server_address: &str| PullImage {
+            reference: "registry.example.com/app:1".into(),
+            credentials: Some(RegistryCredentials {
+                username: "caller".into(),
+                password: "secret".into(),
+                server_address: server_address.into(),
+                ..Default::default()
+            }),
+            registry: settings.clone(),
+            progress_timeout: std::time::Duration::ZERO,
+        };
+        let all = endpoints("registry.example.com", &settings);
+        let (mirror, origin) = (&all[0], &all[1]);
+        assert!(mirror.mirror && !origin.mirror);
+        let user = |request: &PullImage, endpoint: &Endpoint| {
+            credentials_for(request, endpoint, "registry.example.com").map(|c| c.username.clone())
+        };
+        // Without a server address: the image's registry and its mirrors.
+        let unnamed = request("");
+        assert_eq!(user(&unnamed, origin).as_deref(), Some("caller"));
+        assert_eq!(user(&unnamed, mirror).as_deref(), Some("caller"));
+        // Naming the registry: never sent to the mirror, which gets its configured ones.
+        for address in ["registry.example.com", "https://registry.example.com/v2/"] {
+            let named = request(address);
+            assert_eq!(user(&named, origin).as_deref(), Some("caller"), "{address}");
+            assert_eq!(
+                user(&named, mirror).as_deref(),
+                Some("configured"),
+                "{address}"
+            );
+        }
+        // Naming another server: anonymous where nothing is configured.
+        let other = request("other.example.com:5000");
+        assert_eq!(user(&other, origin), None);
+        // Docker Hub's names are one registry.
+        assert!(same_registry(
+            server_host("https://index.docker.io/v1/"),
+            "docker.io"
+        ));
+        assert!(!same_registry("docker.io", "quay.io"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime_backends::{
-    CreateContainer, TaskExit, TaskIo, TaskStatus, LABEL_KIND, LABEL_SANDBOX_ID,
+    CreateContainer, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID,
 };
 
 use crate::cgroups::CgroupDriver;
@@ -316,13 +316,18 @@ impl Crius {
                 },
             )?))
         };
-        let terminal = container.meta.process.terminal().unwrap_or(false);
+        // CRI `stdin`: its stdin stays open. `stdin_once` (close it when the first attach
+        // session ends) takes effect with Attach, which crius does not serve yet.
+        let stdio = TaskStdio {
+            terminal: container.meta.process.terminal().unwrap_or(false),
+            stdin: container.meta.config.stdin,
+        };
         let started = match self
             .backend
             .start_task(
                 &container.meta.id,
                 &self.container_io_dir(&container.meta.id),
-                terminal,
+                stdio,
             )
             .await
         {
@@ -535,12 +540,11 @@ impl Crius {
         let _op = container.op.lock().await;
         let state = container.status().state;
         if state == ContainerState::Running || state == ContainerState::Created {
+            // A created container starts with them.
             let linux = spec::linux_resources(&resources, &self.host.cgroups)?;
-            if state == ContainerState::Running {
-                self.backend
-                    .update_resources(&container.meta.id, &linux)
-                    .await?;
-            }
+            self.backend
+                .update_resources(&container.meta.id, &linux)
+                .await?;
         } else {
             return Err(Error::FailedPrecondition(format!(
                 "container {:?} is not running; its resources cannot be updated",

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use runtime_backends::{CreateContainer, LABEL_KIND, LABEL_SANDBOX_ID};
+use runtime_backends::{CreateContainer, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
 use tokio::io::AsyncReadExt;
 
 use crate::cgroups::CgroupDriver;
@@ -26,6 +26,17 @@ pub struct SandboxRecord {
 
 /// Runtime handlers crius runs pods with. `""` is the default (runc).
 pub const RUNTIME_HANDLERS: [&str; 2] = ["", "runc"];
+
+/// Refuse a runtime handler crius does not run (`what` names the field, for the message).
+/// The handlers share one image store, so an image spec may name any of them.
+pub fn check_runtime_handler(handler: &str, what: &str) -> Result<()> {
+    if RUNTIME_HANDLERS.contains(&handler) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{what}: runtime handler {handler:?} is not configured (crius runs \"\" and \"runc\")"
+    )))
+}
 
 pub fn reserved_name(config: &SandboxConfig) -> String {
     let m = &config.metadata;
@@ -55,12 +66,7 @@ impl Crius {
 
     /// RunPodSandbox. The work runs detached from the caller (decision 5).
     pub async fn run_sandbox(self: &Arc<Self>, config: SandboxConfig) -> Result<String> {
-        if !RUNTIME_HANDLERS.contains(&config.runtime_handler.as_str()) {
-            return Err(Error::InvalidArgument(format!(
-                "runtime handler {:?} is not configured (crius runs \"\" and \"runc\")",
-                config.runtime_handler
-            )));
-        }
+        check_runtime_handler(&config.runtime_handler, "RunPodSandbox")?;
         crate::security::validate_sysctls(&config.sysctls, &config.security.namespaces)?;
         let name = reserved_name(&config);
         let crius = self.clone();
@@ -181,7 +187,7 @@ impl Crius {
                 .await?;
             let started: Result<_> = Ok(self
                 .backend
-                .start_task(id, &state.join("io"), false)
+                .start_task(id, &state.join("io"), TaskStdio::default())
                 .await?);
             started
         };

@@ -32,6 +32,8 @@ pub async fn create(
             "CreateContainer: pod_sandbox_id must not be empty".into(),
         ));
     }
+    // `request.sandbox_config` is, per CRI, a copy of the pod's config that crius recorded at
+    // RunPodSandbox; the recorded one is used. `config.windows` is for Windows nodes only.
     let config =
         ContainerConfig::try_from(request.config.ok_or_else(|| {
             Error::InvalidArgument("CreateContainer: config is required".into())
@@ -313,6 +315,8 @@ pub async fn update_resources(
     request: cri::UpdateContainerResourcesRequest,
 ) -> Result<cri::UpdateContainerResourcesResponse> {
     require_id(&request.container_id, "UpdateContainerResources")?;
+    // `request.annotations` carry runtime-specific update options; crius defines none.
+    // `request.windows` is for Windows nodes only.
     let linux = request.linux.ok_or_else(|| {
         Error::InvalidArgument("UpdateContainerResources: linux resources are required".into())
     })?;

@@ -340,6 +340,10 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
         if image.image.is_empty() {
             return Err(invalid("CreateContainer: image.image must not be empty"));
         }
+        crate::sandbox::check_runtime_handler(
+            &image.runtime_handler,
+            "CreateContainer: image.runtime_handler",
+        )?;
         if config.log_path.starts_with('/') || config.log_path.split('/').any(|p| p == "..") {
             return Err(invalid(format!(
                 "CreateContainer: log_path {:?} must be relative to the sandbox log directory",
@@ -354,7 +358,10 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                     m.container_path
                 )));
             }
-            if m.image.is_some() && m.host_path.is_empty() {
+            // An image volume names its image; an empty image spec is no image volume.
+            if m.image.as_ref().is_some_and(|i| !i.image.is_empty())
+                || (m.image.is_some() && m.host_path.is_empty())
+            {
                 return Err(Error::Unimplemented(format!(
                     "CreateContainer: image volume mounts ({}) are not supported yet",
                     m.container_path

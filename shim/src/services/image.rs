@@ -65,6 +65,13 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     })
 }
 
+/// An image spec's `runtime_handler` must be one crius runs (CRI: an unknown one is
+/// refused). All of them share the backend's one image store.
+fn check_image_handler(spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<()> {
+    let handler = spec.map(|s| s.runtime_handler.as_str()).unwrap_or_default();
+    crate::sandbox::check_runtime_handler(handler, &format!("{rpc}: image.runtime_handler"))
+}
+
 fn lookup(
     crius: &Crius,
     spec: Option<&cri::ImageSpec>,
@@ -76,6 +83,7 @@ fn lookup(
             "{rpc}: image.image must not be empty"
         )));
     }
+    check_image_handler(spec, rpc)?;
     let index = crius.store.images.load();
     if let Some(found) = index.find(image) {
         return Ok(Some(found));
@@ -115,11 +123,9 @@ fn to_cri(crius: &Crius, image: &ImageRecord) -> cri::Image {
 }
 
 pub fn list(crius: &Crius, request: cri::ListImagesRequest) -> Result<cri::ListImagesResponse> {
-    let wanted = request
-        .filter
-        .and_then(|f| f.image)
-        .map(|s| s.image)
-        .filter(|s| !s.is_empty());
+    let spec = request.filter.and_then(|f| f.image);
+    check_image_handler(spec.as_ref(), "ListImages")?;
+    let wanted = spec.map(|s| s.image).filter(|s| !s.is_empty());
     let index = crius.store.images.load();
     let images = match wanted {
         Some(name) => {
@@ -232,6 +238,9 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
             "PullImage: image.image must not be empty".into(),
         ));
     }
+    check_image_handler(request.image.as_ref(), "PullImage")?;
+    // `request.sandbox_config` lets a runtime pick a snapshotter or platform per pod; crius
+    // has one image store and pulls for this node, so the pod does not change the pull.
     let reference = normalize_reference(image)
         .map_err(|e| Error::InvalidArgument(format!("PullImage: {e}")))?;
     if !reference.contains('/') {
@@ -247,6 +256,7 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
             auth: a.auth,
             identity_token: a.identity_token,
             registry_token: a.registry_token,
+            server_address: a.server_address,
         })
         .filter(|c| !c.is_empty());
     tracing::debug!(image = %reference, with_credentials = credentials.is_some(), "pulling image");
@@ -300,6 +310,29 @@ pub fn fs_info(crius: &Crius) -> Result<cri::ImageFsInfoResponse> {
 #[cfg(test)]
 mod tests {
     use super::normalize_reference as n;
+
+    #[test]
+    fn an_image_spec_may_name_any_configured_handler_and_no_other() {
+        use super::{check_image_handler, cri, Error};
+        let spec = |handler: &str| cri::ImageSpec {
+            image: "busybox".into(),
+            runtime_handler: handler.into(),
+            ..Default::default()
+        };
+        assert!(check_image_handler(None, "PullImage").is_ok());
+        assert!(check_image_handler(Some(&spec("")), "PullImage").is_ok());
+        assert!(check_image_handler(Some(&spec("runc")), "PullImage").is_ok());
+        match check_image_handler(Some(&spec("kata")), "PullImage") {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(
+                    message.starts_with("PullImage: image.runtime_handler"),
+                    "{message}"
+                );
+                assert!(message.contains("\"kata\""), "{message}");
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
 
     #[test]
     fn references_normalise_like_docker() {
