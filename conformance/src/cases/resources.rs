@@ -236,63 +236,41 @@ async fn update(ctx: &Ctx, id: &str, resources: cri::LinuxContainerResources) ->
     Ok(())
 }
 
-async fn update_memory(ctx: Ctx) -> Result<Outcome> {
-    let sandbox = ctx.sandbox().await?;
-    let initial = cri::LinuxContainerResources {
-        memory_limit_in_bytes: 64 * MIB,
+fn memory(bytes: i64) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        memory_limit_in_bytes: bytes,
         ..Default::default()
+    }
+}
+
+/// A container made with a 64 MiB limit and updated to 96 MiB, once running or (`!running`)
+/// before it starts: its cgroup must say 96 MiB.
+async fn memory_update(ctx: Ctx, running: bool) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let config = limited(&ctx, &sandbox, memory(64 * MIB));
+    let container = if running {
+        ctx.running_container(&sandbox, config).await?
+    } else {
+        ctx.create_container(&sandbox, config).await?
     };
-    let container = ctx
-        .running_container(&sandbox, limited(&ctx, &sandbox, initial))
-        .await?;
-    update(
-        &ctx,
-        &container.id,
-        cri::LinuxContainerResources {
-            memory_limit_in_bytes: 96 * MIB,
-            ..Default::default()
-        },
-    )
-    .await?;
+    update(&ctx, &container.id, memory(96 * MIB)).await?;
+    if !running {
+        ctx.start_and_wait(&container.id).await?;
+    }
     ensure_eq!(
         memory_of(&ctx, &container).await?,
         (96 * MIB).to_string(),
-        "memory limit after the update"
+        "memory limit after the update (made running: {running})"
     );
     pass()
 }
 
+async fn update_memory(ctx: Ctx) -> Result<Outcome> {
+    memory_update(ctx, true).await
+}
+
 async fn update_before_start(ctx: Ctx) -> Result<Outcome> {
-    let sandbox = ctx.sandbox().await?;
-    let initial = cri::LinuxContainerResources {
-        memory_limit_in_bytes: 64 * MIB,
-        ..Default::default()
-    };
-    let container = ctx
-        .create_container(&sandbox, limited(&ctx, &sandbox, initial))
-        .await?;
-    update(
-        &ctx,
-        &container.id,
-        cri::LinuxContainerResources {
-            memory_limit_in_bytes: 96 * MIB,
-            ..Default::default()
-        },
-    )
-    .await?;
-    ctx.start_container(&container.id).await?;
-    ctx.wait_container_state(
-        &container.id,
-        cri::ContainerState::ContainerRunning,
-        Duration::from_secs(20),
-    )
-    .await?;
-    ensure_eq!(
-        memory_of(&ctx, &container).await?,
-        (96 * MIB).to_string(),
-        "memory limit of a container updated before it started"
-    );
-    pass()
+    memory_update(ctx, false).await
 }
 
 async fn update_cpu(ctx: Ctx) -> Result<Outcome> {

@@ -501,14 +501,20 @@ impl Ctx {
         config: cri::ContainerConfig,
     ) -> Result<Container> {
         let container = self.create_container(sandbox, config).await?;
-        self.start_container(&container.id).await?;
+        self.start_and_wait(&container.id).await?;
+        Ok(container)
+    }
+
+    /// Starts a created container and waits until it is running.
+    pub async fn start_and_wait(&self, id: &str) -> Result<()> {
+        self.start_container(id).await?;
         self.wait_container_state(
-            &container.id,
+            id,
             cri::ContainerState::ContainerRunning,
             Duration::from_secs(20),
         )
         .await?;
-        Ok(container)
+        Ok(())
     }
 
     /// A running busybox container that sleeps for an hour (stopped with SIGKILL at cleanup).

@@ -284,28 +284,22 @@ impl Containerd {
         let mut fifos = fifo::create(&set)?;
         let created = self
             .tasks()
-            .create(
-                self.req(api::CreateTaskRequest {
-                    container_id: id.to_string(),
-                    rootfs: mounts,
-                    stdin: set
-                        .stdin
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    stdout: set.stdout.display().to_string(),
-                    // With a terminal the shim writes the pty to stdout and leaves stderr alone.
-                    stderr: if stdio.terminal {
-                        String::new()
-                    } else {
-                        set.stderr.display().to_string()
-                    },
-                    terminal: stdio.terminal,
-                    checkpoint: None,
-                    options: None,
-                    runtime_path: String::new(),
-                }),
-            )
+            .create(self.req(api::CreateTaskRequest {
+                container_id: id.to_string(),
+                rootfs: mounts,
+                stdin: set.stdin_arg(),
+                stdout: set.stdout.display().to_string(),
+                // With a terminal the shim writes the pty to stdout and leaves stderr alone.
+                stderr: if stdio.terminal {
+                    String::new()
+                } else {
+                    set.stderr.display().to_string()
+                },
+                terminal: stdio.terminal,
+                checkpoint: None,
+                options: None,
+                runtime_path: String::new(),
+            }))
             .await
             .map_err(|s| map_status(s, "task", id));
         fifos.release_keepers();
@@ -476,21 +470,15 @@ impl Containerd {
         let spec = json_any(PROCESS_TYPE, &request.process)?;
         let execed = self
             .tasks()
-            .exec(
-                self.req(api::ExecProcessRequest {
-                    container_id: id.clone(),
-                    stdin: set
-                        .stdin
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    stdout: set.stdout.display().to_string(),
-                    stderr: set.stderr.display().to_string(),
-                    terminal: false,
-                    spec: Some(spec),
-                    exec_id: request.exec_id.clone(),
-                }),
-            )
+            .exec(self.req(api::ExecProcessRequest {
+                container_id: id.clone(),
+                stdin: set.stdin_arg(),
+                stdout: set.stdout.display().to_string(),
+                stderr: set.stderr.display().to_string(),
+                terminal: false,
+                spec: Some(spec),
+                exec_id: request.exec_id.clone(),
+            }))
             .await;
         if let Err(status) = execed {
             fifos.release_keepers();

@@ -19,6 +19,16 @@ pub(crate) struct FifoSet {
     pub stderr: PathBuf,
 }
 
+impl FifoSet {
+    /// The stdin path as containerd takes it: empty for none.
+    pub fn stdin_arg(&self) -> String {
+        self.stdin
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+}
+
 pub(crate) struct OpenFifos {
     pub stdin: Option<pipe::Sender>,
     pub stdout: pipe::Receiver,
