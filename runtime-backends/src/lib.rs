@@ -134,4 +134,81 @@ pub trait Backend: Send + Sync + 'static {
 /// OCI types used in the trait, re-exported so the shim and backends agree on one version.
 pub mod oci_spec_types {
     pub use oci_spec::runtime::{LinuxResources, Process, Spec};
+
+    /// Put the kinds of resources `resources` sets (cpu, memory, …) into a JSON OCI spec in
+    /// place of its own; the kinds it leaves unset (the device rules) stay as they are.
+    pub fn merge_resources(
+        spec: &mut serde_json::Value,
+        resources: &LinuxResources,
+    ) -> Result<(), String> {
+        let serde_json::Value::Object(given) =
+            serde_json::to_value(resources).map_err(|e| e.to_string())?
+        else {
+            return Err("the resources are not a JSON object".into());
+        };
+        let current = spec
+            .as_object_mut()
+            .ok_or("the spec is not a JSON object")?
+            .entry("linux")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or("`linux` is not an object")?
+            .entry("resources")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or("`linux.resources` is not an object")?;
+        for (kind, value) in given {
+            if !value.is_null() {
+                current.insert(kind, value);
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+        fn merge(
+            spec: &serde_json::Value,
+            resources: &LinuxResources,
+        ) -> Result<serde_json::Value, String> {
+            let mut spec = spec.clone();
+            merge_resources(&mut spec, resources).map(|()| spec)
+        }
+
+        #[test]
+        fn new_resources_replace_their_kinds_and_keep_the_device_rules() {
+            let spec = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "linux": {
+                    "resources": {
+                        "devices": [{"allow": false, "access": "rwm"}],
+                        "memory": {"limit": 1, "swap": 1},
+                    },
+                    "namespaces": [{"type": "pid"}],
+                },
+            });
+            let resources = LinuxResourcesBuilder::default()
+                .memory(LinuxMemoryBuilder::default().limit(2).build().unwrap())
+                .cpu(LinuxCpuBuilder::default().shares(512u64).build().unwrap())
+                .build()
+                .unwrap();
+            let merged = merge(&spec, &resources).unwrap();
+            let got = &merged["linux"]["resources"];
+            assert_eq!(got["devices"], spec["linux"]["resources"]["devices"]);
+            assert_eq!(got["memory"]["limit"], 2);
+            // The memory kind is replaced whole: the old swap limit is gone.
+            assert!(got["memory"].get("swap").is_none(), "{got}");
+            assert_eq!(got["cpu"]["shares"], 512);
+            assert_eq!(merged["linux"]["namespaces"], spec["linux"]["namespaces"]);
+            assert_eq!(merged["ociVersion"], "1.0.2");
+            // A spec without `linux` gets one; one that is not an object is an error.
+            let bare = merge(&serde_json::json!({}), &resources).unwrap();
+            assert_eq!(bare["linux"]["resources"]["memory"]["limit"], 2);
+            assert!(merge(&serde_json::json!([1]), &resources).is_err());
+            assert!(merge(&serde_json::json!({"linux": 3}), &resources).is_err());
+        }
+    }
 }

@@ -289,6 +289,19 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
         .await;
     assert_eq!(code(unknown), tonic::Code::NotFound);
 
+    // Resources updated on the running container show in its verbose spec too.
+    env.rt
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 200 << 20,
+                ..Default::default()
+            }),
+            windows: None,
+            annotations: HashMap::new(),
+        })
+        .await?;
+
     // Verbose status carries the full OCI spec runc got (kept on disk, not in memory).
     let verbose = env
         .rt
@@ -304,6 +317,17 @@ async fn full_lifecycle_with_exec_logs_and_stop() -> Result<()> {
     assert_eq!(
         spec["process"]["args"][0], "sh",
         "verbose runtimeSpec has the process"
+    );
+    assert_eq!(
+        spec["linux"]["resources"]["memory"]["limit"],
+        200 << 20,
+        "verbose runtimeSpec has the updated memory limit: {}",
+        spec["linux"]["resources"]
+    );
+    assert!(
+        spec["linux"]["resources"]["devices"].is_array(),
+        "the device rules stay: {}",
+        spec["linux"]["resources"]
     );
     let namespaces = spec["linux"]["namespaces"]
         .as_array()

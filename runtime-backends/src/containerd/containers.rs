@@ -42,28 +42,7 @@ fn merge_resources(
     resources: &oci_spec::runtime::LinuxResources,
 ) -> std::result::Result<Vec<u8>, String> {
     let mut spec: serde_json::Value = serde_json::from_slice(spec).map_err(|e| e.to_string())?;
-    let serde_json::Value::Object(given) =
-        serde_json::to_value(resources).map_err(|e| e.to_string())?
-    else {
-        return Err("the resources are not a JSON object".into());
-    };
-    let linux = spec
-        .as_object_mut()
-        .ok_or("not a JSON object")?
-        .entry("linux")
-        .or_insert_with(|| serde_json::json!({}))
-        .as_object_mut()
-        .ok_or("`linux` is not an object")?;
-    let current = linux
-        .entry("resources")
-        .or_insert_with(|| serde_json::json!({}))
-        .as_object_mut()
-        .ok_or("`linux.resources` is not an object")?;
-    for (kind, value) in given {
-        if !value.is_null() {
-            current.insert(kind, value);
-        }
-    }
+    crate::oci_spec_types::merge_resources(&mut spec, resources)?;
     serde_json::to_vec(&spec).map_err(|e| e.to_string())
 }
 
@@ -545,42 +524,21 @@ impl Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
 
     #[test]
-    fn new_resources_replace_their_kinds_and_keep_the_device_rules() {
-        let spec = serde_json::json!({
-            "ociVersion": "1.0.2",
-            "linux": {
-                "resources": {
-                    "devices": [{"allow": false, "access": "rwm"}],
-                    "memory": {"limit": 1, "swap": 1},
-                },
-                "namespaces": [{"type": "pid"}],
-            },
-        });
-        let resources = LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(2).build().unwrap())
-            .cpu(LinuxCpuBuilder::default().shares(512u64).build().unwrap())
+    fn a_stored_spec_takes_new_resources() {
+        let resources = oci_spec::runtime::LinuxResourcesBuilder::default()
+            .memory(
+                oci_spec::runtime::LinuxMemoryBuilder::default()
+                    .limit(2)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap();
-        let merged: serde_json::Value = serde_json::from_slice(
-            &merge_resources(&serde_json::to_vec(&spec).unwrap(), &resources).unwrap(),
-        )
-        .unwrap();
-        let got = &merged["linux"]["resources"];
-        assert_eq!(got["devices"], spec["linux"]["resources"]["devices"]);
-        assert_eq!(got["memory"]["limit"], 2);
-        // The memory kind is replaced whole: the old swap limit is gone.
-        assert!(got["memory"].get("swap").is_none(), "{got}");
-        assert_eq!(got["cpu"]["shares"], 512);
-        assert_eq!(merged["linux"]["namespaces"], spec["linux"]["namespaces"]);
-        assert_eq!(merged["ociVersion"], "1.0.2");
-        // A spec without `linux` gets one; one that is not an object is an error.
-        let bare = merge_resources(b"{}", &resources).unwrap();
-        let bare: serde_json::Value = serde_json::from_slice(&bare).unwrap();
-        assert_eq!(bare["linux"]["resources"]["memory"]["limit"], 2);
-        assert!(merge_resources(b"[1]", &resources).is_err());
-        assert!(merge_resources(b"{\"linux\": 3}", &resources).is_err());
+        let merged: serde_json::Value =
+            serde_json::from_slice(&merge_resources(b"{}", &resources).unwrap()).unwrap();
+        assert_eq!(merged["linux"]["resources"]["memory"]["limit"], 2);
+        assert!(merge_resources(b"not json", &resources).is_err());
     }
 }

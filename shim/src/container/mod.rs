@@ -545,6 +545,8 @@ impl Crius {
             self.backend
                 .update_resources(&container.meta.id, &linux)
                 .await?;
+            self.record_spec_resources(&container.meta.id, &linux)
+                .await?;
         } else {
             return Err(Error::FailedPrecondition(format!(
                 "container {:?} is not running; its resources cannot be updated",
@@ -553,6 +555,25 @@ impl Crius {
         }
         container.update(|s| s.resources = Some(resources.clone()));
         self.persist_container(&container).await
+    }
+
+    /// Keep the spec verbose ContainerStatus shows in step with updated resources.
+    async fn record_spec_resources(
+        &self,
+        id: &str,
+        resources: &runtime_backends::oci_spec_types::LinuxResources,
+    ) -> Result<()> {
+        // Numbered before it is read, as every record write (see `StateDir::ticket`).
+        let ticket = self.records.ticket(CONTAINER_SPECS, id);
+        let Some(mut spec) = self
+            .records
+            .read::<serde_json::Value>(CONTAINER_SPECS, id)?
+        else {
+            return Ok(());
+        };
+        runtime_backends::oci_spec_types::merge_resources(&mut spec, resources)
+            .map_err(|e| Error::Internal(format!("the recorded spec of container {id}: {e}")))?;
+        ticket.write(&spec).await
     }
 
     /// ReopenContainerLog: after kubelet rotated the file away.
