@@ -37,6 +37,13 @@ pub fn disk_usage(root: &Path, skip: Option<&Path>) -> (u64, u64) {
     (bytes, inodes)
 }
 
+/// Bytes and inodes of `root` itself (its metadata `meta`) and everything under it, as `du`
+/// counts a directory.
+pub fn tree_usage(root: &Path, meta: &std::fs::Metadata) -> (u64, u64) {
+    let (bytes, inodes) = disk_usage(root, None);
+    (bytes + meta.blocks() * 512, inodes + 1)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

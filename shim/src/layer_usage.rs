@@ -13,7 +13,6 @@
 //! process, so this works for any backend whose containers run on overlay.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -166,12 +165,11 @@ fn measure(jobs: Vec<Job>) -> Vec<(String, PathBuf, Option<Figure>)> {
             })?;
             let at_nanos = now_nanos();
             let figure = std::fs::symlink_metadata(&upper).ok().map(|root| {
-                let (bytes, inodes) = runtime_backends::disk::disk_usage(&upper, None);
+                let (bytes, inodes) = runtime_backends::disk::tree_usage(&upper, &root);
                 Figure {
                     at_nanos,
-                    // The upper directory itself counts, as in `du`.
-                    bytes: bytes + root.blocks() * 512,
-                    inodes: inodes + 1,
+                    bytes,
+                    inodes,
                     settled: job.pid.is_none(),
                 }
             });

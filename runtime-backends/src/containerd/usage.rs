@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::disk::disk_usage;
+use crate::disk::{disk_usage, tree_usage};
 
 /// Measurements after which a kept result is walked again anyway (at one per 10 s: 5 min).
 pub(crate) const REWALK_AFTER: u32 = 30;
@@ -67,10 +67,10 @@ impl LayerUsage {
                         ..*last
                     },
                     last => {
-                        let (b, i) = disk_usage(&dir, None);
+                        let (bytes, inodes) = tree_usage(&dir, &meta);
                         DirUsage {
-                            bytes: b + meta.blocks() * 512,
-                            inodes: i + 1,
+                            bytes,
+                            inodes,
                             mounted: now_mounted,
                             // New directories start at different points of the turn.
                             left: match last {
