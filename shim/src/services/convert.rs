@@ -358,9 +358,10 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                     m.container_path
                 )));
             }
-            // An image volume names its image; an empty image spec is no image volume.
-            if m.image.as_ref().is_some_and(|i| !i.image.is_empty())
-                || (m.image.is_some() && m.host_path.is_empty())
+            // An image volume: an image spec naming an image, or any without a host path.
+            if m.image
+                .as_ref()
+                .is_some_and(|i| !i.image.is_empty() || m.host_path.is_empty())
             {
                 return Err(Error::Unimplemented(format!(
                     "CreateContainer: image volume mounts ({}) are not supported yet",
