@@ -837,7 +837,7 @@ impl Containerd {
             return Ok(FsUsage::default());
         };
         let walked_root = std::path::PathBuf::from(&root);
-        let layers = std::sync::Arc::clone(&self.inner.layer_usage);
+        let snapshots = std::sync::Arc::clone(&self.inner.snapshot_usage);
         // At the lowest priority, so the walk never delays an answer to kubelet.
         let (used_bytes, inodes_used) =
             crate::background::at_lowest_priority("crius-fs-usage", move || {
@@ -849,8 +849,8 @@ impl Containerd {
                     mounted = mounted.as_ref().map(std::collections::HashSet::len),
                     "measuring the snapshotter's usage"
                 );
-                let mut layers = layers.lock().unwrap_or_else(|p| p.into_inner());
-                layers.measure(&walked_root, mounted.as_ref())
+                let mut usage = snapshots.lock().unwrap_or_else(|p| p.into_inner());
+                usage.measure(&walked_root, mounted.as_ref())
             })
             .await
             .map_err(|e| BackendError::Engine {

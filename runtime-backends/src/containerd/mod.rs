@@ -70,7 +70,7 @@ struct Inner {
     /// Found at the first pull: containerd may not be up when crius starts.
     local_content: tokio::sync::OnceCell<Option<local_content::LocalContent>>,
     /// Per-snapshot disk usage kept between ImageFsInfo measurements.
-    layer_usage: Arc<std::sync::Mutex<usage::LayerUsage>>,
+    snapshot_usage: Arc<std::sync::Mutex<usage::SnapshotUsage>>,
 }
 
 impl Containerd {
@@ -104,7 +104,7 @@ impl Containerd {
                 pulls: pull::InFlight::default(),
                 local_content_enabled: config.local_content,
                 local_content: tokio::sync::OnceCell::new(),
-                layer_usage: Arc::default(),
+                snapshot_usage: Arc::default(),
             }),
         })
     }

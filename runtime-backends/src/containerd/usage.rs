@@ -26,7 +26,7 @@ pub(crate) const REWALK_AFTER: u32 = 30;
 
 /// What the last measurement found per snapshot directory.
 #[derive(Debug, Default)]
-pub(crate) struct LayerUsage {
+pub(crate) struct SnapshotUsage {
     dirs: HashMap<PathBuf, DirUsage>,
 }
 
@@ -40,7 +40,7 @@ struct DirUsage {
     left: u32,
 }
 
-impl LayerUsage {
+impl SnapshotUsage {
     /// Bytes (allocated blocks) and inodes under `root`. `mounted` holds the snapshot
     /// directories now mounted as upper directories, or `None` when that is unknown (then
     /// every directory is walked).
@@ -143,7 +143,7 @@ mod tests {
         let root = snapshotter(&tmp, &[("1", 64 * 1024), ("2", 4096)]);
         let snapshots = root.join("snapshots");
         let mounted: HashSet<PathBuf> = [snapshots.join("2")].into();
-        let mut usage = LayerUsage::default();
+        let mut usage = SnapshotUsage::default();
         let first = usage.measure(&root, Some(&mounted));
         // Walking everything agrees with the cached walk.
         assert_eq!(first, disk_usage(&root, None));
@@ -188,7 +188,7 @@ mod tests {
         let layers: Vec<(&str, usize)> = ids.iter().map(|id| (id.as_str(), 10)).collect();
         let root = snapshotter(&tmp, &layers);
         let none = HashSet::new();
-        let mut usage = LayerUsage::default();
+        let mut usage = SnapshotUsage::default();
         usage.measure(&root, Some(&none));
         // Writes nobody announced (no mount) are all seen within one turn.
         for id in &ids {
