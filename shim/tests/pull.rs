@@ -493,6 +493,19 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
         "only the config again"
     );
     env.run_in_pod("large", &[&tag]).await?;
+
+    // RemoveImage frees the layers before it answers: kubelet's image garbage collection
+    // looks at the disk right after it.
+    env.img
+        .remove_image(cri::RemoveImageRequest { image: spec(&tag) })
+        .await?;
+    for layer in &large.layers {
+        let blob = env.containerd.blob_path(layer);
+        ensure!(
+            !blob.exists(),
+            "layer {layer} is still in containerd's blob directory after RemoveImage"
+        );
+    }
     env.finish().await
 }
 

@@ -663,7 +663,7 @@ impl Containerd {
     async fn pull_once(&self, request: PullImage) -> Result<ImageRecord> {
         let progress = Progress::new();
         let ingests = Mutex::new(Vec::new());
-        let lease = self.create_lease().await?;
+        let lease = self.create_lease("pull").await?;
         let work = self.pull_under_lease(&lease, &request, &progress, &ingests);
         let result = if request.progress_timeout.is_zero() {
             work.await
