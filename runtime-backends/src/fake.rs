@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, ImageBundle, ImageRecord, PullImage, Result, TaskExit, TaskIo,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, PullImage, Result, TaskExit, TaskIo,
     TaskStarted, TaskState, TaskStatus, TaskStdio,
 };
 
@@ -121,8 +121,8 @@ impl Backend for FakeBackend {
             id: request.reference,
         })
     }
-    async fn image_fs_usage(&self) -> Result<FsUsage> {
-        self.record("image_fs_usage()".into())?;
+    async fn image_fs_usage(&self, walk: FsWalk) -> Result<FsUsage> {
+        self.record(format!("image_fs_usage({walk:?})"))?;
         Ok(FsUsage::default())
     }
     async fn create_container(&self, request: CreateContainer) -> Result<()> {

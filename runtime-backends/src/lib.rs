@@ -69,8 +69,8 @@ pub trait Backend: Send + Sync + 'static {
         paths: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<u8>>>;
 
-    /// Usage of the filesystem that holds image layers.
-    async fn image_fs_usage(&self) -> Result<FsUsage>;
+    /// Usage of the filesystem that holds image layers; `walk` says how much is walked.
+    async fn image_fs_usage(&self, walk: FsWalk) -> Result<FsUsage>;
 
     // ---- containers ----
 

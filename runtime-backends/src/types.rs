@@ -77,6 +77,16 @@ pub struct Blob {
     pub data: Vec<u8>,
 }
 
+/// How much an image filesystem measurement walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsWalk {
+    /// What may have changed since the last measurement (the periodic measurement).
+    Changed,
+    /// Only what appeared since the last measurement; what went is dropped and the rest
+    /// keeps its last figure. For right after a removal: quick whatever runs on the node.
+    Appeared,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct FsUsage {
     pub used_bytes: u64,

@@ -86,7 +86,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     crius.refresh_images().await?;
     crius.ensure_pause_image().await?;
     shim::recover::recover(&crius).await?;
-    crius.measure_image_fs().await;
+    crius
+        .measure_image_fs(runtime_backends::FsWalk::Changed)
+        .await;
     shim::events::spawn(crius.clone());
     crius.spawn_refresher();
     tracing::info!("serving CRI");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use runtime_backends::Backend;
+use runtime_backends::{Backend, FsWalk};
 
 use crate::cgroups::{CgroupLayout, Driver};
 use crate::config::Config;
@@ -49,6 +49,8 @@ pub struct Crius {
     pub pause_image: String,
     /// Image filesystem usage, measured in the background (see [`Crius::measure_image_fs`]).
     pub image_fs: ArcSwap<ImageFsSample>,
+    /// Held from a measurement's start to its store, so a later one is never overwritten.
+    image_fs_measuring: tokio::sync::Mutex<()>,
     /// CPU-rate samples and writable-layer sizes kept between stats calls.
     pub stats_cache: crate::stats::StatsCache,
     /// Did the backend answer the last health probe?
@@ -70,6 +72,7 @@ impl Crius {
             oom_score_adj_floor: own_oom_score_adj(),
             pause_image,
             image_fs: ArcSwap::from_pointee(ImageFsSample::default()),
+            image_fs_measuring: tokio::sync::Mutex::new(()),
             stats_cache: crate::stats::StatsCache::default(),
             backend_up: std::sync::atomic::AtomicBool::new(true),
             store: Store::default(),
@@ -184,15 +187,18 @@ impl Crius {
                 if !crius.backend_healthy() {
                     continue;
                 }
-                crius.measure_image_fs().await;
+                crius.measure_image_fs(FsWalk::Changed).await;
             }
         });
     }
 
     /// Measure the image filesystem's usage now; ImageFsInfo answers it until the next one.
-    pub async fn measure_image_fs(&self) {
+    /// `walk` is [`FsWalk::Changed`] for the periodic measurement, [`FsWalk::Appeared`]
+    /// right after images went (RemoveImage).
+    pub async fn measure_image_fs(&self, walk: FsWalk) {
+        let _measuring = self.image_fs_measuring.lock().await;
         let began = std::time::Instant::now();
-        match self.backend.image_fs_usage().await {
+        match self.backend.image_fs_usage(walk).await {
             Ok(usage) => self.image_fs.store(Arc::new(ImageFsSample {
                 usage,
                 measured_at_nanos: now_nanos(),
@@ -201,6 +207,7 @@ impl Crius {
         }
         tracing::debug!(
             elapsed_ms = began.elapsed().as_millis() as u64,
+            ?walk,
             "image filesystem usage measured"
         );
     }

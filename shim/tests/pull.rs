@@ -492,10 +492,24 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
         large.layers.len() + 1 + 1,
         "only the config again"
     );
+    let pulled_at = wall_nanos();
     env.run_in_pod("large", &[&tag]).await?;
 
-    // RemoveImage frees the layers before it answers: kubelet's image garbage collection
-    // looks at the disk right after it.
+    // RemoveImage frees the layers before it answers, and ImageFsInfo shows it at once:
+    // kubelet's eviction manager reads ImageFsInfo right after its image garbage collection
+    // and evicts pods if the disk still looks full.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let with_image = loop {
+        let usage = image_fs(&mut env).await?;
+        if usage.0 > pulled_at {
+            break usage;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "ImageFsInfo was not measured after the pull"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     env.img
         .remove_image(cri::RemoveImageRequest { image: spec(&tag) })
         .await?;
@@ -506,7 +520,41 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
             "layer {layer} is still in containerd's blob directory after RemoveImage"
         );
     }
+    let without = image_fs(&mut env).await?;
+    eprintln!(
+        "ImageFsInfo with the 50 MiB image: {with_image:?}; right after RemoveImage: {without:?}"
+    );
+    ensure!(
+        without.0 > with_image.0,
+        "ImageFsInfo was not measured again by RemoveImage"
+    );
+    ensure!(
+        with_image.1.saturating_sub(without.1) >= 45 << 20,
+        "ImageFsInfo does not show the freed 50 MiB layer: {with_image:?} then {without:?}"
+    );
     env.finish().await
+}
+
+/// ImageFsInfo's (timestamp, used bytes) of the image filesystem.
+async fn image_fs(env: &mut Env) -> Result<(i64, u64)> {
+    let info = env
+        .img
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await?
+        .into_inner();
+    let fs = info
+        .image_filesystems
+        .first()
+        .context("ImageFsInfo lists no image filesystem")?;
+    let used = fs.used_bytes.as_ref().map(|u| u.value).unwrap_or_default();
+    Ok((fs.timestamp, used))
+}
+
+fn wall_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 /// With `containerd_local_content = false` every layer goes through `Content.Write`; the

@@ -484,7 +484,9 @@ async fn image_fs_info_answers_its_last_measurement_with_the_time_it_was_taken()
         other => panic!("expected Unavailable before a measurement, got {other:?}"),
     }
     let before = shim::runtime::now_nanos();
-    crius.measure_image_fs().await;
+    crius
+        .measure_image_fs(runtime_backends::FsWalk::Changed)
+        .await;
     let after = shim::runtime::now_nanos();
     let taken = fs_info(&crius).unwrap().image_filesystems[0].timestamp;
     assert!(
@@ -501,7 +503,9 @@ async fn image_fs_info_answers_its_last_measurement_with_the_time_it_was_taken()
         .lock()
         .unwrap()
         .push("image_fs_usage".to_string());
-    crius.measure_image_fs().await;
+    crius
+        .measure_image_fs(runtime_backends::FsWalk::Changed)
+        .await;
     assert_eq!(
         fs_info(&crius).unwrap().image_filesystems[0].timestamp,
         taken

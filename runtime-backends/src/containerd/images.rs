@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{map_status, now_timestamp, Containerd, SNAPSHOTTER};
-use crate::{BackendError, Blob, FsUsage, ImageBundle, ImageConfig, ImageRecord, Result};
+use crate::{BackendError, Blob, FsUsage, FsWalk, ImageBundle, ImageConfig, ImageRecord, Result};
 
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -853,7 +853,7 @@ impl Containerd {
             .await
     }
 
-    pub(crate) async fn image_fs_usage_impl(&self) -> Result<FsUsage> {
+    pub(crate) async fn image_fs_usage_impl(&self, walk: FsWalk) -> Result<FsUsage> {
         let Some(root) = self.snapshotter_root().await? else {
             return Ok(FsUsage::default());
         };
@@ -871,7 +871,7 @@ impl Containerd {
                     "measuring the snapshotter's usage"
                 );
                 let mut usage = snapshots.lock().unwrap_or_else(|p| p.into_inner());
-                usage.measure(&walked_root, mounted.as_ref())
+                usage.measure(&walked_root, mounted.as_ref(), walk)
             })
             .await
             .map_err(|e| BackendError::Engine {

@@ -27,8 +27,8 @@ use tonic::Request;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted, TaskState,
-    TaskStdio,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted,
+    TaskState, TaskStdio,
 };
 
 const ENGINE: &str = "containerd";
@@ -284,8 +284,8 @@ impl Backend for Containerd {
         self.read_image_files_impl(image_id, paths).await
     }
 
-    async fn image_fs_usage(&self) -> Result<FsUsage> {
-        self.image_fs_usage_impl().await
+    async fn image_fs_usage(&self, walk: FsWalk) -> Result<FsUsage> {
+        self.image_fs_usage_impl(walk).await
     }
 
     async fn create_container(&self, request: CreateContainer) -> Result<()> {

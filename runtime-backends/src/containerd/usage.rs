@@ -20,6 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::disk::{disk_usage, tree_usage};
+use crate::FsWalk;
 
 /// Measurements after which a kept result is walked again anyway (at one per 10 s: 5 min).
 pub(crate) const REWALK_AFTER: u32 = 30;
@@ -43,11 +44,13 @@ struct DirUsage {
 impl SnapshotUsage {
     /// Bytes (allocated blocks) and inodes under `root`. `mounted` holds the snapshot
     /// directories now mounted as upper directories, or `None` when that is unknown (then
-    /// every directory is walked).
+    /// every directory is walked). With [`FsWalk::Appeared`] only new directories are
+    /// walked: the others keep their figure and their place in the re-walk turn.
     pub(crate) fn measure(
         &mut self,
         root: &Path,
         mounted: Option<&HashSet<PathBuf>>,
+        walk: FsWalk,
     ) -> (u64, u64) {
         let snapshots = root.join("snapshots");
         let (mut bytes, mut inodes) = disk_usage(root, Some(&snapshots));
@@ -62,6 +65,7 @@ impl SnapshotUsage {
             let usage = if meta.is_dir() {
                 let now_mounted = mounted.is_none_or(|m| m.contains(&dir));
                 match self.dirs.get(&dir) {
+                    Some(last) if walk == FsWalk::Appeared => *last,
                     Some(last) if !now_mounted && !last.mounted && last.left > 0 => DirUsage {
                         left: last.left - 1,
                         ..*last
@@ -144,7 +148,7 @@ mod tests {
         let snapshots = root.join("snapshots");
         let mounted: HashSet<PathBuf> = [snapshots.join("2")].into();
         let mut usage = SnapshotUsage::default();
-        let first = usage.measure(&root, Some(&mounted));
+        let first = usage.measure(&root, Some(&mounted), FsWalk::Changed);
         // Walking everything agrees with the cached walk.
         assert_eq!(first, disk_usage(&root, None));
         // Far from their turn to be walked again anyway (that has its own test).
@@ -156,29 +160,58 @@ mod tests {
         std::fs::write(snapshots.join("1/fs/more"), vec![1u8; 64 * 1024]).unwrap();
         // ...a write to a mounted one is.
         std::fs::write(snapshots.join("2/fs/more"), vec![1u8; 64 * 1024]).unwrap();
-        let second = usage.measure(&root, Some(&mounted));
+        let second = usage.measure(&root, Some(&mounted), FsWalk::Changed);
         assert_eq!(second.1, first.1 + 1, "only layer 2's new file is counted");
         assert!(second.0 >= first.0 + 64 * 1024);
 
         // Unmounted since the last measurement: walked once more, then kept.
         std::fs::write(snapshots.join("2/fs/last"), b"x").unwrap();
         let none = HashSet::new();
-        let third = usage.measure(&root, Some(&none));
+        let third = usage.measure(&root, Some(&none), FsWalk::Changed);
         assert_eq!(third.1, second.1 + 1);
         std::fs::write(snapshots.join("2/fs/unseen"), b"x").unwrap();
-        assert_eq!(usage.measure(&root, Some(&none)), third);
+        assert_eq!(usage.measure(&root, Some(&none), FsWalk::Changed), third);
 
         // New snapshots are walked, removed ones leave.
         std::fs::create_dir_all(snapshots.join("3/fs")).unwrap();
-        let fourth = usage.measure(&root, Some(&none));
+        let fourth = usage.measure(&root, Some(&none), FsWalk::Changed);
         assert_eq!(fourth.1, third.1 + 2);
         std::fs::remove_dir_all(snapshots.join("1")).unwrap();
-        let fifth = usage.measure(&root, Some(&none));
+        let fifth = usage.measure(&root, Some(&none), FsWalk::Changed);
         // Layer 1 as it was measured: its dir, fs, data (`more` was never seen).
         assert_eq!(fifth.1, fourth.1 - 3);
 
         // Mounts unknown: everything is walked.
-        assert_eq!(usage.measure(&root, None), disk_usage(&root, None));
+        assert_eq!(
+            usage.measure(&root, None, FsWalk::Changed),
+            disk_usage(&root, None)
+        );
+    }
+
+    #[test]
+    fn after_a_removal_only_new_directories_are_walked() {
+        let tmp = TempDir::new("appeared");
+        let root = snapshotter(&tmp, &[("1", 64 * 1024), ("2", 4096)]);
+        let snapshots = root.join("snapshots");
+        let mounted: HashSet<PathBuf> = [snapshots.join("2")].into();
+        let mut usage = SnapshotUsage::default();
+        let first = usage.measure(&root, Some(&mounted), FsWalk::Changed);
+        let turn = usage.dirs[&snapshots.join("2")].left;
+
+        // Layer 1 goes, layer 3 comes, the mounted layer 2 is written to.
+        std::fs::remove_dir_all(snapshots.join("1")).unwrap();
+        std::fs::create_dir_all(snapshots.join("3/fs")).unwrap();
+        std::fs::write(snapshots.join("2/fs/more"), vec![1u8; 64 * 1024]).unwrap();
+        let quick = usage.measure(&root, Some(&mounted), FsWalk::Appeared);
+        // Layer 1's dir, fs and data went; layer 3's dir and fs came; layer 2 kept its figure.
+        assert_eq!(quick.1, first.1 - 3 + 2);
+        assert!(quick.0 < first.0, "{quick:?} after {first:?}");
+        // Layer 2 kept its place in the re-walk turn.
+        assert_eq!(usage.dirs[&snapshots.join("2")].left, turn);
+        // The next periodic measurement sees layer 2's write.
+        let next = usage.measure(&root, Some(&mounted), FsWalk::Changed);
+        assert_eq!(next.1, quick.1 + 1);
+        assert_eq!(next, disk_usage(&root, None));
     }
 
     #[test]
@@ -189,7 +222,7 @@ mod tests {
         let root = snapshotter(&tmp, &layers);
         let none = HashSet::new();
         let mut usage = SnapshotUsage::default();
-        usage.measure(&root, Some(&none));
+        usage.measure(&root, Some(&none), FsWalk::Changed);
         // Writes nobody announced (no mount) are all seen within one turn.
         for id in &ids {
             std::fs::write(root.join("snapshots").join(id).join("fs/late"), b"x").unwrap();
@@ -200,10 +233,13 @@ mod tests {
                 .iter()
                 .map(|id| usage.dirs[&root.join("snapshots").join(id)].left)
                 .collect();
-            usage.measure(&root, Some(&none));
+            usage.measure(&root, Some(&none), FsWalk::Changed);
             walked_per_round.push(before.iter().filter(|&&left| left == 0).count());
         }
-        assert_eq!(usage.measure(&root, Some(&none)), disk_usage(&root, None));
+        assert_eq!(
+            usage.measure(&root, Some(&none), FsWalk::Changed),
+            disk_usage(&root, None)
+        );
         // The turn is spread: no round walks every directory.
         assert!(
             walked_per_round.iter().all(|&n| n < ids.len()),

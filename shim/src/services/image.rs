@@ -186,6 +186,11 @@ pub async fn remove(
         crius.backend.remove_image_name(name, i == last).await?;
     }
     crius.refresh_images().await?;
+    // kubelet reads ImageFsInfo right after its image garbage collection, and evicts pods
+    // if the disk still looks full; the freed layers must show at once, not within 10 s.
+    crius
+        .measure_image_fs(runtime_backends::FsWalk::Appeared)
+        .await;
     Ok(cri::RemoveImageResponse {})
 }
 
