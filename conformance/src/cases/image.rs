@@ -452,17 +452,13 @@ async fn pull_auth_server_address(ctx: Ctx) -> Result<Outcome> {
         ..Default::default()
     };
     // Right credentials, meant for another server: the pull goes without them and fails.
-    let request = cri::PullImageRequest {
-        image: Some(image_spec(&reference)),
-        auth: Some(credentials("http://127.0.0.1:1".into())),
-        sandbox_config: None,
-    };
-    call_err("PullImage", ctx.img().pull_image(request)).await?;
-    ensure_eq!(
-        ctx.image_status(&reference).await?,
-        None,
-        "ImageStatus after a pull whose credentials name another server"
-    );
+    pull_refused(
+        &ctx,
+        &reference,
+        Some(credentials("http://127.0.0.1:1".into())),
+        "a pull whose credentials name another server",
+    )
+    .await?;
     // Meant for this registry: they are used.
     let image_ref = pull(
         &ctx,
@@ -480,18 +476,29 @@ async fn pull_auth_server_address(ctx: Ctx) -> Result<Outcome> {
 async fn pull_auth_missing(ctx: Ctx) -> Result<Outcome> {
     let (reference, _) = auth_reference(&ctx).await?;
     ctx.track_image(&reference);
+    pull_refused(&ctx, &reference, None, "the refused pull").await?;
+    pass()
+}
+
+/// PullImage of `reference` with `auth` fails, and leaves no image by that name.
+async fn pull_refused(
+    ctx: &Ctx,
+    reference: &str,
+    auth: Option<cri::AuthConfig>,
+    what: &str,
+) -> Result<()> {
     let request = cri::PullImageRequest {
-        image: Some(image_spec(&reference)),
-        auth: None,
+        image: Some(image_spec(reference)),
+        auth,
         sandbox_config: None,
     };
     call_err("PullImage", ctx.img().pull_image(request)).await?;
     ensure_eq!(
-        ctx.image_status(&reference).await?,
+        ctx.image_status(reference).await?,
         None,
-        "ImageStatus after the refused pull"
+        "ImageStatus after {what}"
     );
-    pass()
+    Ok(())
 }
 
 async fn pull_missing(ctx: Ctx) -> Result<Outcome> {
