@@ -29,7 +29,7 @@ pub const RUNTIME_HANDLERS: [&str; 2] = ["", "runc"];
 
 /// Refuse a runtime handler crius does not run (`what` names the field, for the message).
 /// The handlers share one image store, so an image spec may name any of them.
-pub fn check_runtime_handler(handler: &str, what: &str) -> Result<()> {
+pub fn check_runtime_handler(handler: &str, what: impl std::fmt::Display) -> Result<()> {
     if RUNTIME_HANDLERS.contains(&handler) {
         return Ok(());
     }

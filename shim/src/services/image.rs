@@ -69,7 +69,8 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
 /// refused). All of them share the backend's one image store.
 fn check_image_handler(spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<()> {
     let handler = spec.map(|s| s.runtime_handler.as_str()).unwrap_or_default();
-    crate::sandbox::check_runtime_handler(handler, &format!("{rpc}: image.runtime_handler"))
+    // Formatted only when refused: ImageStatus and ListImages are hot reads.
+    crate::sandbox::check_runtime_handler(handler, format_args!("{rpc}: image.runtime_handler"))
 }
 
 fn lookup(
