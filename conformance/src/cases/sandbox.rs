@@ -814,7 +814,11 @@ async fn pod_ip_matches(ctx: Ctx) -> Result<Outcome> {
 }
 
 /// Runs a pod whose container serves `index.html` = `body` on port 8080 over HTTP.
-async fn web_pod(ctx: &Ctx, config: cri::PodSandboxConfig, body: &str) -> Result<Sandbox> {
+pub(super) async fn web_pod(
+    ctx: &Ctx,
+    config: cri::PodSandboxConfig,
+    body: &str,
+) -> Result<Sandbox> {
     let sandbox = ctx.run_sandbox(config).await?;
     let script =
         format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www");

@@ -367,14 +367,12 @@ async fn ws_attach(ctx: Ctx) -> Result<Outcome> {
 }
 
 async fn ws_port_forward(ctx: Ctx) -> Result<Outcome> {
-    let sandbox = ctx.sandbox().await?;
-    let script =
-        "mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 8080 -h /www";
-    ctx.running_container(
-        &sandbox,
-        ctx.container_config(&sandbox, &["sh", "-c", script]),
-    )
-    .await?;
+    let sandbox = super::sandbox::web_pod(&ctx, ctx.sandbox_config()?, "forwarded").await?;
+    // The container runs before its server listens: forward only once it answers, or an
+    // endpoint would be judged on a port nobody listened on yet.
+    let ip = ctx.pod_ip(&sandbox).await?;
+    let addr: std::net::SocketAddr = format!("{ip}:8080").parse().context("pod IP")?;
+    host::http_get_eventually(addr, "/", Duration::from_secs(10)).await?;
     let request = cri::PortForwardRequest {
         pod_sandbox_id: sandbox.id.clone(),
         port: vec![8080],
