@@ -73,11 +73,35 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     // Claim the socket first: a second crius must not touch the first one's state.
     let listener = shim::server::bind(&listen)?;
+    let mut shutdown = shim::server::Shutdown::watch();
+    let started = tokio::select! {
+        started = start(config, backend) => started,
+        () = shutdown.requested() => {
+            tracing::info!("stopped before serving");
+            let _ = std::fs::remove_file(&listen);
+            return Ok(());
+        }
+    };
+    match started {
+        Ok(crius) => shim::server::serve(crius, listener, &listen, shutdown).await,
+        Err(e) => {
+            let _ = std::fs::remove_file(&listen);
+            Err(e)
+        }
+    }
+}
+
+/// Everything between claiming the socket and serving on it: the backend, images, recovery.
+/// Stopping part-way is safe: recovery starts over from the backend's state the next time.
+async fn start(
+    config: config::Config,
+    backend: Arc<dyn runtime_backends::Backend>,
+) -> anyhow::Result<Arc<Crius>> {
     let mut crius = Crius::new(config, backend);
     crius.load_default_apparmor_profile().await;
     let crius = Arc::new(crius);
     tracing::info!(
-        socket = %listen.display(),
+        socket = %crius.config.listen.display(),
         backend = crius.backend.name(),
         cgroup_driver = shim::cgroups::CgroupDriver::name(&crius.cgroups),
         "crius starting"
@@ -92,7 +116,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     shim::events::spawn(crius.clone());
     crius.spawn_refresher();
     tracing::info!("serving CRI");
-    shim::server::serve(crius, listener, &listen).await
+    Ok(crius)
 }
 
 /// Recovery needs the backend: wait for it, saying so now and then.

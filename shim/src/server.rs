@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::runtime::Crius;
@@ -39,8 +40,13 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serve both CRI services until SIGTERM/SIGINT; in-flight calls finish, then the socket goes.
-pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> anyhow::Result<()> {
+/// Serve both CRI services until `shutdown`; in-flight calls finish, then the socket goes.
+pub async fn serve(
+    crius: Arc<Crius>,
+    listener: UnixListener,
+    path: &Path,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let kept_answers = crate::wire::KeptAnswersLayer::new(crius.clone());
     let cri = Cri { crius };
     let runtime = RuntimeServiceServer::new(cri.clone())
@@ -53,7 +59,7 @@ pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> an
     // idle connection open without answering HTTP/2 GOAWAY must not hold the process hostage.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
-        shutdown_signal().await;
+        shutdown.requested().await;
         let _ = signalled_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
@@ -84,17 +90,45 @@ pub async fn serve(crius: Arc<Crius>, listener: UnixListener, path: &Path) -> an
 /// How long in-flight calls may run after SIGTERM/SIGINT before crius exits anyway.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            return std::future::pending().await;
+/// SIGTERM or SIGINT, watched from the moment crius starts, so that a signal while it waits
+/// for the backend or recovers is neither lost nor fatal: start-up stops and the socket goes.
+pub struct Shutdown {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl Shutdown {
+    /// Registers at once (inside the tokio runtime): from here on SIGTERM and SIGINT ask crius
+    /// to stop instead of killing it, and one that arrives before anyone waits is kept.
+    pub fn watch() -> Shutdown {
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch {name}");
+                None
+            }
+        };
+        Shutdown {
+            term: register(SignalKind::terminate(), "SIGTERM"),
+            int: register(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+
+    /// Resolves once SIGTERM or SIGINT has arrived (at once if one came before).
+    pub async fn requested(&mut self) {
+        async fn arrived(watched: &mut Option<Signal>) {
+            let delivered = match watched {
+                Some(s) => s.recv().await.is_some(),
+                None => false,
+            };
+            if !delivered {
+                // Never registered, or the runtime is going away: nothing will arrive.
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::select! {
+            () = arrived(&mut self.term) => tracing::info!("SIGTERM: shutting down"),
+            () = arrived(&mut self.int) => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }

@@ -1097,3 +1097,37 @@ async fn create_rolls_back_when_the_rootfs_cannot_be_prepared() -> Result<()> {
     pods::stop_and_remove_pod(&mut env.rt, &sandbox).await?;
     Ok(())
 }
+
+/// SIGTERM while crius is still starting (here: waiting for a containerd that is not there)
+/// stops it at once and cleanly, and it takes its socket with it; before, the signal killed
+/// it outright and left the socket behind.
+#[test]
+fn sigterm_while_waiting_for_the_backend_exits_cleanly() -> Result<()> {
+    let nowhere = tempfile::tempdir()?;
+    let mut crius = Crius::start(None, &nowhere.path().join("containerd.sock"), &[])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crius.log()?.contains("waiting for the backend") {
+        ensure!(
+            Instant::now() < deadline,
+            "crius never said it waits for the backend:\n{}",
+            crius.log()?
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let begin = Instant::now();
+    let status = crius.stop()?.context("crius was not running")?;
+    let took = begin.elapsed();
+    ensure!(
+        status.success(),
+        "crius exited with {status} on SIGTERM:\n{}",
+        crius.log()?
+    );
+    ensure!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    ensure!(
+        !crius.socket().exists(),
+        "{} is still there after crius stopped",
+        crius.socket().display()
+    );
+    ensure!(crius.log()?.contains("stopped before serving"));
+    Ok(())
+}
