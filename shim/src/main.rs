@@ -71,9 +71,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }
     };
     let listen = config.listen.clone();
+    // From here on a signal stops crius cleanly, and takes the socket with it.
+    let mut shutdown = shim::server::Shutdown::watch();
     // Claim the socket first: a second crius must not touch the first one's state.
     let listener = shim::server::bind(&listen)?;
-    let mut shutdown = shim::server::Shutdown::watch();
     let started = tokio::select! {
         started = start(config, backend) => started,
         () = shutdown.requested() => {
