@@ -6,6 +6,7 @@
 //! containerd's built-in CRI itself (root), which also gives crius's RSS, CPU time and restart
 //! (recovery) time. `scripts/bench` is the usual way in.
 
+mod machine;
 mod measure;
 mod pull;
 mod target;
@@ -79,6 +80,10 @@ struct Args {
     /// (to point the conformance suite or crictl at them); no measurements.
     #[arg(long, requires = "private")]
     hold: bool,
+    /// Before each N's reads, a thread pinned to each CPU spins this long and reports the
+    /// CPU time it did not get (`0s` skips it; both CPUs are busy meanwhile).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    machine_probe: Duration,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -272,6 +277,14 @@ async fn run(args: Args) -> Result<()> {
                     .and_then(|pid| target::process_usage(pid, ticks).ok())
                     .map_or(0.0, |u| u.1)
             };
+            if !args.machine_probe.is_zero() {
+                eprintln!("bench: N={n}: probing the machine's CPU gaps");
+                let probe = args.machine_probe;
+                let cpus = tokio::task::spawn_blocking(move || machine::probe(probe))
+                    .await
+                    .context("probing the machine")?;
+                report.machine.push(machine::MachineProbe { n, cpus });
+            }
             // CPU time of each endpoint's process while its own calls ran.
             let mut cpu_phase = vec![0.0; targets.len()];
             for (i, t) in targets.iter().enumerate() {

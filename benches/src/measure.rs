@@ -288,6 +288,8 @@ pub struct Report {
     /// The image pull phase (`--pulls` with `--private`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullReport>,
+    /// CPU time the machine kept from a spinning thread per CPU, before each N's reads.
+    pub machine: Vec<crate::machine::MachineProbe>,
 }
 
 fn fmt_us(us: f64) -> String {
@@ -364,6 +366,14 @@ impl Report {
                     out.push_str(&format!(" | {cell:>15}"));
                 }
                 out.push('\n');
+            }
+        }
+        if !self.machine.is_empty() {
+            out.push_str("\n== machine (a thread spinning on each CPU before the reads) ==\n");
+            for probe in &self.machine {
+                for cpu in &probe.cpus {
+                    out.push_str(&format!("N={:<5} {}\n", probe.n, cpu.line()));
+                }
             }
         }
         if !self.populate.is_empty() {
