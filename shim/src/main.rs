@@ -75,21 +75,18 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let mut shutdown = shim::server::Shutdown::watch();
     // Claim the socket first: a second crius must not touch the first one's state.
     let listener = shim::server::bind(&listen)?;
-    let started = tokio::select! {
-        started = start(config, backend) => started,
+    let not_served = tokio::select! {
+        started = start(config, backend) => match started {
+            Ok(crius) => return shim::server::serve(crius, listener, &listen, shutdown).await,
+            Err(e) => Err(e),
+        },
         () = shutdown.requested() => {
             tracing::info!("stopped before serving");
-            let _ = std::fs::remove_file(&listen);
-            return Ok(());
+            Ok(())
         }
     };
-    match started {
-        Ok(crius) => shim::server::serve(crius, listener, &listen, shutdown).await,
-        Err(e) => {
-            let _ = std::fs::remove_file(&listen);
-            Err(e)
-        }
-    }
+    let _ = std::fs::remove_file(&listen);
+    not_served
 }
 
 /// Everything between claiming the socket and serving on it: the backend, images, recovery.

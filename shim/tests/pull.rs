@@ -492,7 +492,7 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
         large.layers.len() + 1 + 1,
         "only the config again"
     );
-    let pulled_at = wall_nanos();
+    let pulled_at = shim::runtime::now_nanos();
     env.run_in_pod("large", &[&tag]).await?;
 
     // RemoveImage frees the layers before it answers, and ImageFsInfo shows it at once:
@@ -548,13 +548,6 @@ async fn image_fs(env: &mut Env) -> Result<(i64, u64)> {
         .context("ImageFsInfo lists no image filesystem")?;
     let used = fs.used_bytes.as_ref().map(|u| u.value).unwrap_or_default();
     Ok((fs.timestamp, used))
-}
-
-fn wall_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// With `containerd_local_content = false` every layer goes through `Content.Write`; the
