@@ -176,6 +176,7 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let mut stop = Stop::watch()?;
     let mut private = if args.private {
         Some(start_private()?)
     } else {
@@ -184,7 +185,8 @@ async fn run(args: Args) -> Result<()> {
     if let (true, Some(p)) = (args.hold, &private) {
         println!("crius={} (pid {:?})", p.crius.endpoint(), p.crius.pid());
         println!("containerd={}", p.containerd.cri_endpoint());
-        tokio::signal::ctrl_c().await?;
+        let name = stop.requested().await;
+        eprintln!("bench: {name}: stopping the private daemons");
         return Ok(());
     }
     let mut named: Vec<(String, String)> = Vec::new();
@@ -232,21 +234,23 @@ async fn run(args: Args) -> Result<()> {
         reference,
         ..Report::default()
     };
-    if args.pulls > 0 {
-        match &private {
-            Some(p) => report.pull = Some(measure_pulls(&p.containerd, &targets, args.pulls).await),
-            None => eprintln!(
-                "bench: image pulls need --private (they check containerd's namespaces and \
-                 content store between pulls); skipped"
-            ),
-        }
-    }
     let ticks = clock_ticks();
     let mut counts = args.containers.clone();
     counts.sort_unstable();
     counts.dedup();
 
     let outcome = async {
+        if args.pulls > 0 {
+            match &private {
+                Some(p) => {
+                    report.pull = Some(measure_pulls(&p.containerd, &targets, args.pulls).await)
+                }
+                None => eprintln!(
+                    "bench: image pulls need --private (they check containerd's namespaces and \
+                     content store between pulls); skipped"
+                ),
+            }
+        }
         for &n in &counts {
             for t in targets.iter_mut() {
                 let begin = Instant::now();
@@ -318,8 +322,20 @@ async fn run(args: Args) -> Result<()> {
             }
         }
         anyhow::Ok(())
-    }
-    .await;
+    };
+    // A signal stops the measuring, not the cleaning up: the pods this run made on an
+    // endpoint, and the private daemons, go before the bench exits.
+    let outcome = tokio::select! {
+        done = outcome => done,
+        name = stop.requested() => {
+            eprintln!("bench: {name}: stopping; cleaning up what this run made (a second signal exits at once)");
+            tokio::spawn(async move {
+                stop.requested().await;
+                std::process::exit(130);
+            });
+            Err(anyhow::anyhow!("stopped by {name}"))
+        }
+    };
 
     print!("{}", report.table());
     if let Some(path) = &args.json {
@@ -344,6 +360,31 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     outcome
+}
+
+/// SIGINT and SIGTERM, watched from the start so that neither kills the bench before it has
+/// cleaned up.
+struct Stop {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn watch() -> Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            int: signal(SignalKind::interrupt()).context("watching SIGINT")?,
+            term: signal(SignalKind::terminate()).context("watching SIGTERM")?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM, by name.
+    async fn requested(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }
 
 /// The pull phase on the private crius and containerd's CRI (once, before the container counts).

@@ -69,6 +69,14 @@ impl Clients {
     }
 }
 
+/// The label that marks every pod of one bench run, with [`run_id`] as its value.
+pub const RUN_LABEL: &str = "crius-bench-run";
+
+/// This run's id: the bench's process id.
+pub fn run_id() -> String {
+    std::process::id().to_string()
+}
+
 #[derive(Debug, Clone)]
 pub struct Pod {
     pub id: String,
@@ -134,7 +142,10 @@ impl Target {
                 attempt: 0,
             }),
             log_directory: log_directory.to_string_lossy().into_owned(),
-            labels: HashMap::from([("crius-bench".to_string(), "yes".to_string())]),
+            labels: HashMap::from([
+                ("crius-bench".to_string(), "yes".to_string()),
+                (RUN_LABEL.to_string(), run_id()),
+            ]),
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
@@ -256,14 +267,48 @@ impl Target {
         Ok(())
     }
 
-    /// Stops and removes every pod the bench made (removing a pod removes its containers).
+    /// Stops and removes every pod this bench run made (removing a pod removes its
+    /// containers): those it keeps, and any other carrying its run label, such as pods of a
+    /// step that a signal or an error cut short before they were recorded.
     pub async fn clean(&mut self) -> Result<()> {
-        for pod in std::mem::take(&mut self.pods) {
-            stop_pod(&self.clients, &pod.id).await?;
-            remove_pod(&self.clients, &pod.id).await?;
+        let mut ids: Vec<String> = std::mem::take(&mut self.pods)
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        for id in self.pods_of_this_run().await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        for id in &ids {
+            stop_pod(&self.clients, id).await?;
+            remove_pod(&self.clients, id).await?;
         }
         self.running.clear();
         Ok(())
+    }
+
+    /// The ids of the pods labelled with this run's id.
+    pub async fn pods_of_this_run(&self) -> Result<Vec<String>> {
+        let request = cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                label_selector: HashMap::from([(RUN_LABEL.to_string(), run_id())]),
+                ..Default::default()
+            }),
+        };
+        let answer = self
+            .clients
+            .rt
+            .clone()
+            .list_pod_sandbox(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("ListPodSandbox: {}", status_text(&s)))?;
+        Ok(answer
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
     }
 }
 
