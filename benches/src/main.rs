@@ -344,9 +344,19 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("bench: wrote {}", path.display());
     }
     if private.is_none() {
+        let mut cleaned = true;
         for t in targets.iter_mut() {
             if let Err(e) = t.clean().await {
                 eprintln!("bench: cleaning {}: {e:#}", t.name);
+                cleaned = false;
+            }
+        }
+        // The pods' log directories, once no pod is left to write there.
+        if cleaned {
+            if let Err(e) = std::fs::remove_dir_all(&log_root) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("bench: removing {}: {e}", log_root.display());
+                }
             }
         }
     }

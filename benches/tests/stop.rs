@@ -1,5 +1,6 @@
 //! The bench against an endpoint, stopped part-way: it must remove every pod it made there,
-//! including those of a fill that the signal cut short before it recorded them, and exit.
+//! including those of a fill that the signal cut short before it recorded them, and their
+//! log directories, and exit.
 
 // Helpers here may panic: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -51,6 +52,7 @@ async fn sigint_during_the_fill_removes_every_pod_the_run_made() -> Result<()> {
         .spawn()
         .context("starting the bench")?;
     let pid = Pid::from_raw(i32::try_from(bench.id())?);
+    let bench_logs = std::env::temp_dir().join(format!("crius-bench-{}", bench.id()));
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let made = loop {
@@ -110,6 +112,11 @@ async fn sigint_during_the_fill_removes_every_pod_the_run_made() -> Result<()> {
         containers.is_empty(),
         "{} containers left on crius",
         containers.len()
+    );
+    ensure!(
+        !bench_logs.exists(),
+        "the bench left its pods' log directories in {}",
+        bench_logs.display()
     );
     Ok(())
 }
