@@ -396,6 +396,11 @@ state = {state}
                     continue;
                 }
             };
+            // A forced delete kills the task and then asks its shim to delete it; a shim can
+            // exit between the two and the delete fails with "ttrpc: closed", while containerd
+            // still cleans the task up on the shim's exit. So a failed delete is only reported
+            // when the task is still listed a moment later.
+            let mut failed = Vec::new();
             for id in tasks.lines().map(str::trim).filter(|s| !s.is_empty()) {
                 let out = run_unchecked(
                     self.ctr_cmd().args(["-n", ns, "tasks", "delete", "-f", id]),
@@ -406,11 +411,23 @@ state = {state}
                     Ok(o) => {
                         let err = String::from_utf8_lossy(&o.stderr);
                         if !err.contains("not found") {
-                            errors
-                                .push(format!("ctr -n {ns} tasks delete -f {id}: {}", err.trim()));
+                            failed.push((id.to_string(), err.trim().to_string()));
                         }
                     }
                     Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+            if failed.is_empty() {
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            // When the tasks cannot be listed again, every failure stands.
+            let listed = run_stdout(self.ctr_cmd().args(["-n", ns, "tasks", "ls", "-q"]), t)
+                .ok()
+                .map(|s| s.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>());
+            for (id, err) in failed {
+                if listed.as_ref().is_none_or(|l| l.contains(&id)) {
+                    errors.push(format!("ctr -n {ns} tasks delete -f {id}: {err}"));
                 }
             }
         }
