@@ -6,6 +6,7 @@
 //! containerd's built-in CRI itself (root), which also gives crius's RSS, CPU time and restart
 //! (recovery) time. `scripts/bench` is the usual way in.
 
+mod floor;
 mod machine;
 mod measure;
 mod pull;
@@ -449,9 +450,39 @@ async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
         .iter()
         .filter(|rpc| args.only.is_empty() || args.only.iter().any(|o| o == *rpc))
     {
-        let (latencies, elapsed) =
-            target::measure_read(&t.clients, &snapshot, rpc, args.duration).await;
+        let (latencies, elapsed) = if *rpc == target::FLOOR {
+            measure_floor(&t.clients, args.duration).await
+        } else {
+            target::measure_read(&t.clients, &snapshot, rpc, args.duration).await
+        };
         report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
+    }
+}
+
+/// `ListContainers(floor)`: the endpoint's ListContainers answer, as long as it is now, moved
+/// over a bare socket pair for `duration` (see `floor.rs`). A failure is the row's error.
+async fn measure_floor(clients: &target::Clients, duration: Duration) -> (Latencies, Duration) {
+    let mut failed = Latencies::new();
+    let len = match target::list_containers_len(clients).await {
+        Ok(len) => len,
+        Err(status) => {
+            failed.error(format!("ListContainers: {}", target::status_text(&status)));
+            return (failed, Duration::ZERO);
+        }
+    };
+    eprintln!(
+        "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
+    );
+    match tokio::task::spawn_blocking(move || floor::transfer(len, duration)).await {
+        Ok(Ok(measured)) => measured,
+        Ok(Err(e)) => {
+            failed.error(format!("{e:#}"));
+            (failed, Duration::ZERO)
+        }
+        Err(e) => {
+            failed.error(format!("the transfer's thread: {e}"));
+            (failed, Duration::ZERO)
+        }
     }
 }
 

@@ -69,6 +69,88 @@ impl Clients {
     }
 }
 
+/// A pod's labels as kubelet sends them: the pod's own (one `app` label here) and its name,
+/// namespace and uid; and the bench's marks.
+fn kubelet_pod_labels(pod: &cri::PodSandboxMetadata) -> HashMap<String, String> {
+    HashMap::from([
+        ("app".to_string(), "crius-bench".to_string()),
+        ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
+        (
+            "io.kubernetes.pod.namespace".to_string(),
+            pod.namespace.clone(),
+        ),
+        ("io.kubernetes.pod.uid".to_string(), pod.uid.clone()),
+        ("crius-bench".to_string(), "yes".to_string()),
+        (RUN_LABEL.to_string(), run_id()),
+    ])
+}
+
+/// A pod's annotations as kubelet sends them for a pod from the API server.
+fn kubelet_pod_annotations() -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "kubernetes.io/config.seen".to_string(),
+            "2026-11-30T12:00:00.000000000Z".to_string(),
+        ),
+        ("kubernetes.io/config.source".to_string(), "api".to_string()),
+    ])
+}
+
+/// A container's labels as kubelet sends them (every container of a node has these four),
+/// and the bench's mark.
+fn kubelet_container_labels(pod: &cri::PodSandboxMetadata, name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("io.kubernetes.container.name".to_string(), name.to_string()),
+        ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
+        (
+            "io.kubernetes.pod.namespace".to_string(),
+            pod.namespace.clone(),
+        ),
+        ("io.kubernetes.pod.uid".to_string(), pod.uid.clone()),
+        ("crius-bench".to_string(), "yes".to_string()),
+    ])
+}
+
+/// A container's annotations as kubelet sends them for a container without ports or a
+/// preStop hook.
+fn kubelet_container_annotations(name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "io.kubernetes.container.hash".to_string(),
+            format!("{:08x}", hash(name) as u32),
+        ),
+        (
+            "io.kubernetes.container.restartCount".to_string(),
+            "0".to_string(),
+        ),
+        (
+            "io.kubernetes.container.terminationMessagePath".to_string(),
+            "/dev/termination-log".to_string(),
+        ),
+        (
+            "io.kubernetes.container.terminationMessagePolicy".to_string(),
+            "File".to_string(),
+        ),
+        (
+            "io.kubernetes.pod.terminationGracePeriod".to_string(),
+            "30".to_string(),
+        ),
+    ])
+}
+
+/// A pod uid shaped like kubelet's (a UUID), derived from the pod's name.
+fn uid_of(name: &str) -> String {
+    let hex = format!("{:032x}", hash(name));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// The label that marks every pod of one bench run, with [`run_id`] as its value.
 pub const RUN_LABEL: &str = "crius-bench-run";
 
@@ -134,18 +216,17 @@ impl Target {
         let log_directory = self.log_root.join(&self.name).join(&name);
         std::fs::create_dir_all(&log_directory)
             .with_context(|| format!("creating {}", log_directory.display()))?;
+        let metadata = cri::PodSandboxMetadata {
+            uid: uid_of(&name),
+            name,
+            namespace: "crius-bench".into(),
+            attempt: 0,
+        };
         Ok(cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                uid: format!("{:032x}", hash(&name)),
-                name,
-                namespace: "crius-bench".into(),
-                attempt: 0,
-            }),
+            metadata: Some(metadata.clone()),
             log_directory: log_directory.to_string_lossy().into_owned(),
-            labels: HashMap::from([
-                ("crius-bench".to_string(), "yes".to_string()),
-                (RUN_LABEL.to_string(), run_id()),
-            ]),
+            labels: kubelet_pod_labels(&metadata),
+            annotations: kubelet_pod_annotations(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
@@ -162,8 +243,10 @@ impl Target {
         })
     }
 
-    pub fn container_config(&self) -> cri::ContainerConfig {
+    /// A container of the pod `pod`, labelled and annotated as kubelet does it.
+    pub fn container_config(&self, pod: &cri::PodSandboxConfig) -> cri::ContainerConfig {
         let name = self.unique("ctr");
+        let pod = pod.metadata.clone().unwrap_or_default();
         cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: name.clone(),
@@ -175,7 +258,8 @@ impl Target {
             }),
             command: COMMAND.iter().map(|s| s.to_string()).collect(),
             log_path: format!("{name}.log"),
-            labels: HashMap::from([("crius-bench".to_string(), "yes".to_string())]),
+            labels: kubelet_container_labels(&pod, &name),
+            annotations: kubelet_container_annotations(&name),
             ..Default::default()
         }
     }
@@ -233,7 +317,7 @@ impl Target {
                     let id = create(
                         &this.clients,
                         &pod.id,
-                        this.container_config(),
+                        this.container_config(&pod.config),
                         pod.config.clone(),
                     )
                     .await?;
@@ -339,7 +423,7 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 }
 
 fn hash(text: &str) -> u128 {
-    // FNV-1a, only to derive a stable fake pod UID from its unique name.
+    // FNV-1a, only to derive stable fake ids (a pod's UID, a container's hash) from names.
     text.bytes()
         .fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
             (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
@@ -447,8 +531,9 @@ pub async fn remove_pod(clients: &Clients, id: &str) -> Result<()> {
 }
 
 /// The read-only calls kubelet makes, measured one at a time.
-/// `(wire)`: timed to the answer's last byte, not decoded (see `wire.rs`).
-pub const HOT_READS: [&str; 15] = [
+/// `(wire)`: timed to the answer's last byte, not decoded (see `wire.rs`). `(floor)` is not a
+/// call: the same answer's bytes over a bare socket pair inside the bench (see `floor.rs`).
+pub const HOT_READS: [&str; 16] = [
     "Version",
     "Status",
     "RuntimeConfig",
@@ -457,6 +542,7 @@ pub const HOT_READS: [&str; 15] = [
     "PodSandboxStatus",
     "ListContainers",
     "ListContainers(wire)",
+    FLOOR,
     "ListContainers(pod)",
     "ContainerStatus",
     "ListImages",
@@ -465,6 +551,19 @@ pub const HOT_READS: [&str; 15] = [
     "ContainerStats",
     "ListContainerStats",
 ];
+
+/// The row of the bare transfer beside `ListContainers(wire)`.
+pub const FLOOR: &str = "ListContainers(floor)";
+
+/// The length in bytes of the endpoint's unfiltered ListContainers answer, as sent.
+pub async fn list_containers_len(clients: &Clients) -> std::result::Result<usize, tonic::Status> {
+    wire::call(
+        &clients.channel,
+        "/runtime.v1.RuntimeService/ListContainers",
+        cri::ListContainersRequest { filter: None },
+    )
+    .await
+}
 
 /// Issues one call of `rpc`; `i` picks which pod or container it is about.
 pub async fn read(
@@ -664,7 +763,8 @@ pub async fn lifecycle_once(
     let pod = run_pod(clients, config.clone()).await?;
     record(latencies, "RunPodSandbox", t);
     let t = Instant::now();
-    let id = create(clients, &pod, target.container_config(), config).await?;
+    let container = target.container_config(&config);
+    let id = create(clients, &pod, container, config).await?;
     record(latencies, "CreateContainer", t);
     let t = Instant::now();
     start(clients, &id).await?;
