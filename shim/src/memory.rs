@@ -2,8 +2,11 @@
 //!
 //! glibc gives a threaded process up to eight allocation arenas per core and keeps memory
 //! freed into each of them. crius's steady state allocates little, but a pull or a burst of
-//! creates leaves freed pages behind in several arenas; two arenas and an explicit trim after
-//! the bursts keep RSS close to what is live.
+//! creates leaves freed pages behind in several arenas; one arena and an explicit trim after
+//! the bursts keep RSS close to what is live. With two arenas, 50 clients listing 1000
+//! kubelet-labelled containers each second (with pods coming and going) grew the second one
+//! by ~6 MiB of free pages: RSS 36.6–38.4 MiB at the end of that load against 33.2–33.6 MiB
+//! with one, while the live heap peaked at ~14 MiB either way.
 
 /// Cap glibc's arenas. Call before the async runtime starts its threads.
 pub fn limit_arenas() {
@@ -11,7 +14,7 @@ pub fn limit_arenas() {
     // SAFETY: mallopt only changes allocator tuning and has no memory-safety preconditions;
     // it runs before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
