@@ -298,10 +298,16 @@ async fn run(args: Args) -> Result<()> {
                 cpu_phase[i] += cpu(i) - before;
             }
             measure_lifecycle(&args, &targets, n, &mut report, &cpu, &mut cpu_phase).await;
+            let mut rss_after_load = vec![None; targets.len()];
             for (i, t) in targets.iter().enumerate() {
                 let before = cpu(i);
                 measure_under_load(&args, t, n, &mut report).await?;
                 cpu_phase[i] += cpu(i) - before;
+                if !args.load_duration.is_zero() && args.load_clients > 0 {
+                    rss_after_load[i] = target_pids[i]
+                        .and_then(|pid| target::process_usage(pid, ticks).ok())
+                        .map(|u| u.0);
+                }
             }
             for (i, t) in targets.iter().enumerate() {
                 if let Some(pid) = target_pids[i] {
@@ -311,6 +317,7 @@ async fn run(args: Args) -> Result<()> {
                         endpoint: t.name.clone(),
                         pid,
                         rss_kib,
+                        rss_kib_after_load: rss_after_load[i],
                         cpu_seconds_total: cpu,
                         cpu_seconds_phase: cpu_phase[i],
                     });

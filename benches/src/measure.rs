@@ -93,7 +93,11 @@ pub struct Resources {
     pub n: usize,
     pub endpoint: String,
     pub pid: u32,
+    /// Sampled at the end of this N, once every endpoint has had its kubelet-shaped load.
     pub rss_kib: u64,
+    /// Sampled the moment this endpoint's own kubelet-shaped load ended (its peak, before
+    /// anything it freed could be returned); `None` when there was no load.
+    pub rss_kib_after_load: Option<u64>,
     /// utime + stime of the process since it started.
     pub cpu_seconds_total: f64,
     /// CPU time spent while this N was measured.
@@ -390,8 +394,14 @@ impl Report {
         if !self.resources.is_empty() {
             out.push_str("\n== resources ==\n");
             for r in &self.resources {
+                let after_load = r.rss_kib_after_load.map_or(String::new(), |kib| {
+                    format!(
+                        "  (RSS {:.1} MiB right after its load)",
+                        kib as f64 / 1024.0
+                    )
+                });
                 out.push_str(&format!(
-                    "{:<12} N={:<5} pid={:<8} RSS {:>7.1} MiB  CPU {:>7.2}s total, {:>6.2}s in this phase\n",
+                    "{:<12} N={:<5} pid={:<8} RSS {:>7.1} MiB  CPU {:>7.2}s total, {:>6.2}s in this phase{after_load}\n",
                     r.endpoint,
                     r.n,
                     r.pid,
@@ -453,6 +463,54 @@ mod tests {
         };
         let table = report.table();
         assert!(table.contains("0.50x,0.50x"), "{table}");
+    }
+
+    #[test]
+    fn the_floor_row_has_no_ratio_and_rss_after_the_load_is_shown() {
+        let mut a = Latencies::new();
+        a.record(Duration::from_micros(100));
+        let mut b = Latencies::new();
+        b.record(Duration::from_micros(50));
+        let resources = |endpoint: &str, after: Option<u64>| Resources {
+            n: 1000,
+            endpoint: endpoint.into(),
+            pid: 1,
+            rss_kib: 30 * 1024,
+            rss_kib_after_load: after,
+            cpu_seconds_total: 1.0,
+            cpu_seconds_phase: 0.5,
+        };
+        let report = Report {
+            endpoints: vec!["crius".into(), "containerd".into()],
+            reference: "containerd".into(),
+            rows: vec![
+                a.row(5, "crius", crate::target::FLOOR, Duration::from_secs(1)),
+                b.row(
+                    5,
+                    "containerd",
+                    crate::target::FLOOR,
+                    Duration::from_secs(1),
+                ),
+            ],
+            resources: vec![
+                resources("crius", Some(34 * 1024)),
+                resources("containerd", None),
+            ],
+            ..Report::default()
+        };
+        let table = report.table();
+        let floor = table
+            .lines()
+            .find(|l| l.starts_with(crate::target::FLOOR))
+            .unwrap();
+        assert!(!floor.contains("2.00x"), "{table}");
+        assert!(floor.trim_end().ends_with('-'), "{table}");
+        let rss = |name: &str| table.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(
+            rss("crius").contains("(RSS 34.0 MiB right after its load)"),
+            "{table}"
+        );
+        assert!(!rss("containerd").contains("right after"), "{table}");
     }
 
     #[test]

@@ -140,15 +140,7 @@ fn kubelet_container_annotations(name: &str) -> HashMap<String, String> {
 
 /// A pod uid shaped like kubelet's (a UUID), derived from the pod's name.
 fn uid_of(name: &str) -> String {
-    let hex = format!("{:032x}", hash(name));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    conformance::runner::uid_from(hash(name))
 }
 
 /// The label that marks every pod of one bench run, with [`run_id`] as its value.

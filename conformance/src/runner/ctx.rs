@@ -832,7 +832,11 @@ pub fn strings(items: &[&str]) -> Vec<String> {
 
 /// A random pod uid in UUID form.
 pub fn random_uid() -> String {
-    let n = rand::random::<u128>();
+    uid_from(rand::random::<u128>())
+}
+
+/// `n` as a pod uid in UUID form (8-4-4-4-12 hex digits), as kubelet's pods have them.
+pub fn uid_from(n: u128) -> String {
     let hex = format!("{n:032x}");
     format!(
         "{}-{}-{}-{}-{}",

@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use ctx::{
-    container_state_name, image_spec, random_uid, strings, AuthRegistry, Backend, Container, Ctx,
-    Sandbox, Settings, Shared, CASE_LABEL, POD_NAMESPACE, RUN_LABEL,
+    container_state_name, image_spec, random_uid, strings, uid_from, AuthRegistry, Backend,
+    Container, Ctx, Sandbox, Settings, Shared, CASE_LABEL, POD_NAMESPACE, RUN_LABEL,
 };
 pub use execute::{run_cases, CaseResult, Status};
 
