@@ -28,6 +28,7 @@ const FRAME_HEADER: usize = 9;
 pub fn transfer(answer_len: usize, duration: Duration) -> Result<(Latencies, Duration)> {
     let (mut client, mut server) = UnixStream::pair().context("creating a unix socket pair")?;
     let writes = frames(answer_len);
+    let total: usize = writes.iter().sum();
     let answerer = std::thread::Builder::new()
         .name("floor-answerer".into())
         .spawn(move || -> std::io::Result<()> {
@@ -43,7 +44,6 @@ pub fn transfer(answer_len: usize, duration: Duration) -> Result<(Latencies, Dur
         })
         .context("starting the answering thread")?;
 
-    let total: usize = frames(answer_len).iter().sum();
     let mut answer = vec![0u8; total];
     let mut latencies = Latencies::new();
     let begin = Instant::now();

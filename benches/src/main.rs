@@ -301,9 +301,9 @@ async fn run(args: Args) -> Result<()> {
             let mut rss_after_load = vec![None; targets.len()];
             for (i, t) in targets.iter().enumerate() {
                 let before = cpu(i);
-                measure_under_load(&args, t, n, &mut report).await?;
+                let loaded = measure_under_load(&args, t, n, &mut report).await?;
                 cpu_phase[i] += cpu(i) - before;
-                if !args.load_duration.is_zero() && args.load_clients > 0 {
+                if loaded {
                     rss_after_load[i] = target_pids[i]
                         .and_then(|pid| target::process_usage(pid, ticks).ok())
                         .map(|u| u.0);
@@ -469,28 +469,22 @@ async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
 /// `ListContainers(floor)`: the endpoint's ListContainers answer, as long as it is now, moved
 /// over a bare socket pair for `duration` (see `floor.rs`). A failure is the row's error.
 async fn measure_floor(clients: &target::Clients, duration: Duration) -> (Latencies, Duration) {
-    let mut failed = Latencies::new();
-    let len = match target::list_containers_len(clients).await {
-        Ok(len) => len,
-        Err(status) => {
-            failed.error(format!("ListContainers: {}", target::status_text(&status)));
-            return (failed, Duration::ZERO);
-        }
+    let measured = async {
+        let len = target::list_containers_len(clients)
+            .await
+            .map_err(|s| anyhow::anyhow!("ListContainers: {}", target::status_text(&s)))?;
+        eprintln!(
+            "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
+        );
+        tokio::task::spawn_blocking(move || floor::transfer(len, duration))
+            .await
+            .context("the transfer's thread")?
     };
-    eprintln!(
-        "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
-    );
-    match tokio::task::spawn_blocking(move || floor::transfer(len, duration)).await {
-        Ok(Ok(measured)) => measured,
-        Ok(Err(e)) => {
-            failed.error(format!("{e:#}"));
-            (failed, Duration::ZERO)
-        }
-        Err(e) => {
-            failed.error(format!("the transfer's thread: {e}"));
-            (failed, Duration::ZERO)
-        }
-    }
+    measured.await.unwrap_or_else(|e| {
+        let mut failed = Latencies::new();
+        failed.error(format!("{e:#}"));
+        (failed, Duration::ZERO)
+    })
 }
 
 /// The lifecycle alone, `--lifecycle` pods per endpoint. The endpoints take turns pod by
@@ -551,9 +545,15 @@ fn turn_order(round: usize, endpoints: usize) -> Vec<usize> {
 }
 
 /// The lifecycle of one endpoint under the kubelet-shaped load, and the load's reads.
-async fn measure_under_load(args: &Args, t: &Target, n: usize, report: &mut Report) -> Result<()> {
+/// Whether there was a load (`--load-duration 0s` or no clients skip it).
+async fn measure_under_load(
+    args: &Args,
+    t: &Target,
+    n: usize,
+    report: &mut Report,
+) -> Result<bool> {
     if args.load_duration.is_zero() || args.load_clients == 0 {
-        return Ok(());
+        return Ok(false);
     }
     eprintln!(
         "bench: {} at N={n}: lifecycle under kubelet load ({} clients)",
@@ -603,7 +603,7 @@ async fn measure_under_load(args: &Args, t: &Target, n: usize, report: &mut Repo
                 .push(l.row(n, &t.name, &format!("{rpc} @load"), elapsed));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Stops crius, starts it again and times until Version answers and ListContainers returns

@@ -446,12 +446,16 @@ mod tests {
         assert!((row.ops_per_sec - 50.0).abs() < 1e-9);
     }
 
+    /// Latencies holding one sample of `us` microseconds.
+    fn one_sample(us: u64) -> Latencies {
+        let mut l = Latencies::new();
+        l.record(Duration::from_micros(us));
+        l
+    }
+
     #[test]
     fn table_has_ratios_against_the_reference() {
-        let mut a = Latencies::new();
-        a.record(Duration::from_micros(100));
-        let mut b = Latencies::new();
-        b.record(Duration::from_micros(200));
+        let (a, b) = (one_sample(100), one_sample(200));
         let report = Report {
             endpoints: vec!["crius".into(), "containerd".into()],
             reference: "containerd".into(),
@@ -467,10 +471,7 @@ mod tests {
 
     #[test]
     fn the_floor_row_has_no_ratio_and_rss_after_the_load_is_shown() {
-        let mut a = Latencies::new();
-        a.record(Duration::from_micros(100));
-        let mut b = Latencies::new();
-        b.record(Duration::from_micros(50));
+        let (a, b) = (one_sample(100), one_sample(50));
         let resources = |endpoint: &str, after: Option<u64>| Resources {
             n: 1000,
             endpoint: endpoint.into(),

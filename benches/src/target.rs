@@ -69,11 +69,10 @@ impl Clients {
     }
 }
 
-/// A pod's labels as kubelet sends them: the pod's own (one `app` label here) and its name,
-/// namespace and uid; and the bench's marks.
-fn kubelet_pod_labels(pod: &cri::PodSandboxMetadata) -> HashMap<String, String> {
+/// The labels kubelet puts on a pod and on each of its containers: the pod's name, namespace
+/// and uid; and the bench's mark.
+fn kubelet_pod_identity(pod: &cri::PodSandboxMetadata) -> HashMap<String, String> {
     HashMap::from([
-        ("app".to_string(), "crius-bench".to_string()),
         ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
         (
             "io.kubernetes.pod.namespace".to_string(),
@@ -81,8 +80,16 @@ fn kubelet_pod_labels(pod: &cri::PodSandboxMetadata) -> HashMap<String, String> 
         ),
         ("io.kubernetes.pod.uid".to_string(), pod.uid.clone()),
         ("crius-bench".to_string(), "yes".to_string()),
-        (RUN_LABEL.to_string(), run_id()),
     ])
+}
+
+/// A pod's labels as kubelet sends them: the pod's own (one `app` label here) and its
+/// identity; and this run's label.
+fn kubelet_pod_labels(pod: &cri::PodSandboxMetadata) -> HashMap<String, String> {
+    let mut labels = kubelet_pod_identity(pod);
+    labels.insert("app".to_string(), "crius-bench".to_string());
+    labels.insert(RUN_LABEL.to_string(), run_id());
+    labels
 }
 
 /// A pod's annotations as kubelet sends them for a pod from the API server.
@@ -99,16 +106,9 @@ fn kubelet_pod_annotations() -> HashMap<String, String> {
 /// A container's labels as kubelet sends them (every container of a node has these four),
 /// and the bench's mark.
 fn kubelet_container_labels(pod: &cri::PodSandboxMetadata, name: &str) -> HashMap<String, String> {
-    HashMap::from([
-        ("io.kubernetes.container.name".to_string(), name.to_string()),
-        ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
-        (
-            "io.kubernetes.pod.namespace".to_string(),
-            pod.namespace.clone(),
-        ),
-        ("io.kubernetes.pod.uid".to_string(), pod.uid.clone()),
-        ("crius-bench".to_string(), "yes".to_string()),
-    ])
+    let mut labels = kubelet_pod_identity(pod);
+    labels.insert("io.kubernetes.container.name".to_string(), name.to_string());
+    labels
 }
 
 /// A container's annotations as kubelet sends them for a container without ports or a
@@ -619,14 +619,7 @@ pub async fn read(
             )
             .await?,
         ),
-        "ListContainers(wire)" => drop(
-            wire::call(
-                &clients.channel,
-                "/runtime.v1.RuntimeService/ListContainers",
-                cri::ListContainersRequest { filter: None },
-            )
-            .await?,
-        ),
+        "ListContainers(wire)" => drop(list_containers_len(clients).await?),
         "ListContainers(pod)" => {
             let filter = cri::ContainerFilter {
                 pod_sandbox_id: pod(),
