@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, PullImage, Result, TaskExit, TaskIo,
-    TaskStarted, TaskState, TaskStatus, TaskStdio,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, KnownTask, PullImage, Result, TaskExit,
+    TaskIo, TaskStarted, TaskState, TaskStatus, TaskStdio,
 };
 
 #[derive(Default)]
@@ -146,8 +146,8 @@ impl Backend for FakeBackend {
             .map(|c| c.values().map(|(r, _)| r.clone()).collect())
             .unwrap_or_default())
     }
-    async fn remove_container(&self, id: &str) -> Result<()> {
-        self.record(format!("remove_container({id})"))?;
+    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()> {
+        self.record(format!("remove_container({id}, {task:?})"))?;
         if let Ok(mut containers) = self.containers.lock() {
             containers.remove(id);
         }

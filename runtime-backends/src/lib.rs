@@ -80,8 +80,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Every container crius created in this engine, with its labels.
     async fn list_containers(&self) -> Result<Vec<ContainerRecord>>;
 
-    /// Remove a container, its task and its writable layer. Missing is fine.
-    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Remove a container, its task and its writable layer. Missing is fine. With
+    /// [`KnownTask::Deleted`] the caller vouches that the container has no task.
+    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()>;
 
     /// Start the container's process. Its stdout/stderr are returned as readers; with
     /// `stdio.terminal` the process gets a pty whose output arrives on stdout. With

@@ -121,6 +121,16 @@ pub struct ContainerRecord {
     pub created_at_nanos: i64,
 }
 
+/// What the caller knows of a container's task when it removes the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownTask {
+    /// There may be one, running or not: the backend looks, and kills and deletes it first.
+    Unknown,
+    /// The caller deleted it, and no other can have been made since: the backend does not
+    /// look (one round trip less on every removal of an exited container).
+    Deleted,
+}
+
 /// Lifecycle state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskStatus {

@@ -222,6 +222,83 @@ async fn the_kept_container_list_follows_every_change() {
     crius.remove_sandbox(&sandbox).await.unwrap();
 }
 
+/// The calls made for `id` after the `from`th call, as `name(args)` with the id left out.
+fn calls_for(fake: &FakeBackend, id: &str, from: usize) -> Vec<String> {
+    fake.calls()[from..]
+        .iter()
+        .filter(|c| c.contains(id))
+        .map(|c| c.replace(id, "ID"))
+        .collect()
+}
+
+#[tokio::test]
+async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    let sandbox = crius.run_sandbox(pod("r")).await.unwrap();
+
+    // Stopped, its task deleted at the exit: the removal vouches that there is none.
+    let stopped = crius
+        .create_container(&sandbox, app("stopped"))
+        .await
+        .unwrap();
+    crius.start_container(&stopped).await.unwrap();
+    crius.stop_container(&stopped, 0).await.unwrap();
+    let mark = fake.calls().len();
+    crius.remove_container(&stopped).await.unwrap();
+    assert_eq!(
+        calls_for(&fake, &stopped, mark),
+        ["remove_container(ID, Deleted)"]
+    );
+
+    // The task's deletion failed at the exit: the task may still be there.
+    let kept = crius.create_container(&sandbox, app("kept")).await.unwrap();
+    crius.start_container(&kept).await.unwrap();
+    fake.failing.lock().unwrap().push("delete_task".into());
+    crius.stop_container(&kept, 0).await.unwrap();
+    fake.failing.lock().unwrap().clear();
+    assert_eq!(
+        crius.store.containers.get(&kept).unwrap().status().state,
+        shim::store::ContainerState::Exited
+    );
+    let mark = fake.calls().len();
+    crius.remove_container(&kept).await.unwrap();
+    assert_eq!(
+        calls_for(&fake, &kept, mark),
+        ["remove_container(ID, Unknown)"]
+    );
+
+    // Never started: crius deleted nothing, so the backend looks.
+    let created = crius
+        .create_container(&sandbox, app("created"))
+        .await
+        .unwrap();
+    let mark = fake.calls().len();
+    crius.remove_container(&created).await.unwrap();
+    assert_eq!(
+        calls_for(&fake, &created, mark),
+        ["remove_container(ID, Unknown)"]
+    );
+
+    // Running: stopped first (its task deleted at the exit), then removed without a look.
+    let running = crius
+        .create_container(&sandbox, app("running"))
+        .await
+        .unwrap();
+    crius.start_container(&running).await.unwrap();
+    crius.remove_container(&running).await.unwrap();
+    let calls = calls_for(&fake, &running, 0);
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("remove_container(ID, Deleted)"),
+        "{calls:?}"
+    );
+    assert!(calls.iter().any(|c| c == "delete_task(ID)"), "{calls:?}");
+    crius.remove_sandbox(&sandbox).await.unwrap();
+}
+
 /// Each sandbox's name and state as an unfiltered ListPodSandbox answers, from the bytes a
 /// client would get.
 fn listed_sandboxes(crius: &Crius) -> Vec<(String, i32)> {

@@ -11,8 +11,8 @@ use prost_types::Any;
 
 use super::{fifo, map_status, now_timestamp, timestamp_nanos, Containerd, RUNTIME, SNAPSHOTTER};
 use crate::{
-    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, Result, TaskExit,
-    TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
+    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, KnownTask, Result,
+    TaskExit, TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
 };
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -211,9 +211,15 @@ impl Containerd {
         Ok(records)
     }
 
-    pub(crate) async fn remove_container_impl(&self, id: &str) -> Result<()> {
-        // A task must go before its container; a running one is killed first.
-        if let Some(state) = self.task_state_impl(id).await? {
+    pub(crate) async fn remove_container_impl(&self, id: &str, task: KnownTask) -> Result<()> {
+        // A task must go before its container; a running one is killed first. containerd
+        // would delete the record of a container whose task still runs, and leave the task
+        // and its shim behind, so only a caller that deleted the task itself skips this.
+        let state = match task {
+            KnownTask::Unknown => self.task_state_impl(id).await?,
+            KnownTask::Deleted => None,
+        };
+        if let Some(state) = state {
             if state.status != TaskStatus::Stopped {
                 let _ = self.kill_impl(id, "", 9, true).await;
                 let _ = self.wait_impl(id, "").await;

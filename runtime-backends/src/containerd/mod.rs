@@ -27,8 +27,8 @@ use tonic::Request;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, Result, TaskExit, TaskStarted,
-    TaskState, TaskStdio,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, KnownTask, Result, TaskExit,
+    TaskStarted, TaskState, TaskStdio,
 };
 
 const ENGINE: &str = "containerd";
@@ -296,8 +296,8 @@ impl Backend for Containerd {
         self.list_containers_impl().await
     }
 
-    async fn remove_container(&self, id: &str) -> Result<()> {
-        self.remove_container_impl(id).await
+    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()> {
+        self.remove_container_impl(id, task).await
     }
 
     async fn start_task(

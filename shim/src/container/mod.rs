@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime_backends::{
-    CreateContainer, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID,
+    CreateContainer, KnownTask, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND,
+    LABEL_SANDBOX_ID,
 };
 
 use crate::cgroups::CgroupDriver;
@@ -105,7 +106,7 @@ impl Crius {
                     let result = crius.create_container_steps(&work_id, &work_name, &sandbox, config).await;
                     if let Err(e) = &result {
                         tracing::warn!(container = %work_id, error = %e, "CreateContainer failed; rolling back");
-                        if let Err(e) = crius.backend.remove_container(&work_id).await {
+                        if let Err(e) = crius.backend.remove_container(&work_id, KnownTask::Unknown).await {
                             tracing::error!(container = %work_id, error = %e, "rollback: could not remove container");
                         }
                         let _ = std::fs::remove_dir_all(crius.container_io_dir(&work_id));
@@ -406,6 +407,7 @@ impl Crius {
         }
         // The task is deleted so its shim goes away; the exit status lives on in the store.
         let deleted = self.backend.delete_task(&container.meta.id).await;
+        let task_deleted = deleted.is_ok();
         let exit = match deleted {
             Ok(Some(deleted)) if exit.exited_at_nanos == 0 => deleted,
             _ => exit,
@@ -418,6 +420,7 @@ impl Crius {
             }
             changed = true;
             s.state = ContainerState::Exited;
+            s.task_deleted = task_deleted;
             s.pid = 0;
             s.exit_code = i32::try_from(exit.exit_code).unwrap_or(i32::MAX);
             // A process that exits at once can end before crius stamped its start.
@@ -525,7 +528,14 @@ impl Crius {
         let _op = container.op.lock().await;
         self.stop_container_locked(&container, 0).await?;
         let id = container.meta.id.clone();
-        self.backend.remove_container(&id).await?;
+        // Under the op lock an exited container gets no new task: StartContainer wants a
+        // created one.
+        let task = if container.status().task_deleted {
+            KnownTask::Deleted
+        } else {
+            KnownTask::Unknown
+        };
+        self.backend.remove_container(&id, task).await?;
         let _ = std::fs::remove_dir_all(self.container_io_dir(&id));
         self.records.remove(CONTAINERS, &id)?;
         self.records.remove(CONTAINER_SPECS, &id)?;

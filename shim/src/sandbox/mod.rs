@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use runtime_backends::{CreateContainer, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
+use runtime_backends::{CreateContainer, KnownTask, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
 use tokio::io::AsyncReadExt;
 
 use crate::cgroups::CgroupDriver;
@@ -315,7 +315,9 @@ impl Crius {
         for container in self.containers_of(&id) {
             self.remove_container(&container.meta.id).await?;
         }
-        self.backend.remove_container(&id).await?;
+        self.backend
+            .remove_container(&id, KnownTask::Unknown)
+            .await?;
         files::remove_dirs(&self.sandbox_root(&id), &self.sandbox_state(&id));
         self.records.remove(SANDBOXES, &id)?;
         self.store.sandboxes.remove(&id);
@@ -370,7 +372,7 @@ struct Rollback {
 impl Rollback {
     async fn run(self, crius: &Crius, id: &str) {
         if self.container {
-            if let Err(e) = crius.backend.remove_container(id).await {
+            if let Err(e) = crius.backend.remove_container(id, KnownTask::Unknown).await {
                 tracing::error!(sandbox = id, error = %e, "rollback: could not remove pause container");
             }
         }

@@ -244,6 +244,11 @@ pub struct ContainerStatus {
     pub oom_killed: bool,
     /// Resources as last applied (create or UpdateContainerResources).
     pub resources: Option<Resources>,
+    /// crius deleted the container's task after it exited (see
+    /// `runtime_backends::KnownTask`). Not recorded on disk: after a restart crius has not
+    /// seen the deletion itself, and its removal looks for a task again.
+    #[serde(skip)]
+    pub task_deleted: bool,
 }
 
 impl ContainerStatus {
@@ -258,6 +263,7 @@ impl ContainerStatus {
             message: String::new(),
             oom_killed: false,
             resources,
+            task_deleted: false,
         }
     }
 }
