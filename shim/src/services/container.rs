@@ -12,7 +12,7 @@ use super::convert::{
 use crate::domain::ContainerConfig;
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
-use crate::store::{Container, ContainerState};
+use crate::store::{Container, ContainerState, ListAnswer};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
@@ -254,17 +254,19 @@ pub fn selects_all(filter: Option<&cri::ContainerFilter>) -> bool {
     })
 }
 
+/// The container as it was encoded at its first listing, without its state.
+fn encoded_entry(container: &Container) -> &cri::EncodedContainer {
+    container
+        .listed
+        .get_or_init(|| cri::EncodedContainer::new(&listed(container, 0)))
+}
+
 /// The selected containers, each from the bytes it was encoded into at its first listing,
 /// with its current state.
 fn encoded(crius: &Crius, filter: Option<cri::ContainerFilter>) -> Vec<cri::EncodedContainer> {
     select(crius, filter)
         .into_iter()
-        .map(|(container, state)| {
-            container
-                .listed
-                .get_or_init(|| cri::EncodedContainer::new(&listed(&container, 0)))
-                .with_state(state)
-        })
+        .map(|(container, state)| encoded_entry(&container).with_state(state))
         .collect()
 }
 
@@ -278,7 +280,7 @@ pub fn list(
 ) -> Result<cri::ListContainersResponse> {
     let answer = if selects_all(request.filter.as_ref()) {
         cri::ListContainersResponse {
-            raw: all_encoded(crius),
+            raw: all_encoded(crius).to_bytes(),
             ..Default::default()
         }
     } else {
@@ -292,14 +294,18 @@ pub fn list(
 }
 
 /// The unfiltered answer, encoded; kept until a container is added or removed or changes
-/// state (`crate::wire` sends it from these bytes).
-pub fn all_encoded(crius: &Crius) -> bytes::Bytes {
+/// state, and then only its changed segments are encoded again (`crate::wire` sends it from
+/// these bytes).
+pub fn all_encoded(crius: &Crius) -> ListAnswer {
     crius
         .store
         .containers
-        .kept_answer(&crius.store.container_list, || {
+        .kept_answer(&crius.store.container_list, state, |members| {
             cri::ListContainersResponse {
-                encoded: encoded(crius, None),
+                encoded: members
+                    .iter()
+                    .map(|(container, state)| encoded_entry(container).with_state(*state))
+                    .collect(),
                 ..Default::default()
             }
             .to_bytes()

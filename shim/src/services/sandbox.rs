@@ -8,7 +8,7 @@ use super::convert::{matches_selector, namespaces_to_cri, to_map};
 use crate::domain::SandboxConfig;
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
-use crate::store::{Sandbox, SandboxState};
+use crate::store::{ListAnswer, Sandbox, SandboxState};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
@@ -143,24 +143,42 @@ pub fn list(
         });
     }
     Ok(cri::ListPodSandboxResponse {
-        raw: all_encoded(crius),
+        raw: all_encoded(crius).to_bytes(),
         ..Default::default()
     })
 }
 
-/// The unfiltered answer, encoded; kept until a sandbox is added or removed or changes state
-/// (`crate::wire` sends it from these bytes).
-pub fn all_encoded(crius: &Crius) -> bytes::Bytes {
+/// The unfiltered answer, encoded; kept until a sandbox is added or removed or changes
+/// state, and then only its changed segments are encoded again (`crate::wire` sends it from
+/// these bytes).
+pub fn all_encoded(crius: &Crius) -> ListAnswer {
     crius
         .store
         .sandboxes
-        .kept_answer(&crius.store.sandbox_list, || {
+        .kept_answer(&crius.store.sandbox_list, state, |members| {
             cri::ListPodSandboxResponse {
-                items: list_decoded(crius, None),
+                items: members
+                    .iter()
+                    .map(|(sandbox, state)| listed(sandbox, *state))
+                    .collect(),
                 ..Default::default()
             }
             .to_bytes()
         })
+}
+
+/// A sandbox as ListPodSandbox lists it, in `state`.
+fn listed(sandbox: &Sandbox, state: i32) -> cri::PodSandbox {
+    let meta = &sandbox.meta;
+    cri::PodSandbox {
+        id: meta.id.clone(),
+        metadata: Some(metadata(&meta.config)),
+        state,
+        created_at: meta.created_at,
+        labels: to_map(&meta.config.labels),
+        annotations: to_map(&meta.config.annotations),
+        runtime_handler: meta.config.runtime_handler.clone(),
+    }
 }
 
 /// The sandboxes `filter` selects (StreamPodSandboxes sends them in chunks).
@@ -176,16 +194,7 @@ pub fn list_decoded(crius: &Crius, filter: Option<cri::PodSandboxFilter>) -> Vec
         if !matches_selector(&sandbox.meta.config.labels, &filter.label_selector) {
             return;
         }
-        let meta = &sandbox.meta;
-        items.push(cri::PodSandbox {
-            id: meta.id.clone(),
-            metadata: Some(metadata(&meta.config)),
-            state,
-            created_at: meta.created_at,
-            labels: to_map(&meta.config.labels),
-            annotations: to_map(&meta.config.annotations),
-            runtime_handler: meta.config.runtime_handler.clone(),
-        });
+        items.push(listed(sandbox, state));
     };
     if filter.id.is_empty() {
         snapshot.values().for_each(|s| consider(s));

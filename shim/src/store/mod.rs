@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use prost::bytes::Bytes;
 use runtime_backends::ImageRecord;
 use serde::{Deserialize, Serialize};
 
@@ -50,15 +51,74 @@ impl<T> Table<T> {
         self.version.load(Ordering::SeqCst)
     }
 
-    /// The answer kept in `cache` while no entry was added or removed and no status changed
-    /// since it was built; else `build`'s, kept. The key is read here, before `build` reads
-    /// the table, so a kept answer never stands for newer data than it shows.
+    /// The unfiltered list answer kept in `cache` while no entry was added or removed and no
+    /// status changed since it was built; else a new one, kept. `state` is what of an entry
+    /// can change and is listed; `encode` writes the part of the answer for some entries
+    /// (the encoded list message of just those). The key is read here, before the table is,
+    /// so a kept answer never stands for newer data than it shows.
+    ///
+    /// A new answer reuses every segment of the last one whose entries and their states are
+    /// unchanged (see [`AnswerCache`]), so one container changing state on a node of 1000
+    /// encodes ~60 containers, not 1000, and the versions still being sent share the rest.
     pub fn kept_answer(
         &self,
-        cache: &AnswerCache,
-        build: impl FnOnce() -> prost::bytes::Bytes,
-    ) -> prost::bytes::Bytes {
-        cache.get_or_build((self.version(), status_changes()), build)
+        cache: &AnswerCache<T>,
+        state: impl Fn(&T) -> i32,
+        encode: impl Fn(&[(Arc<T>, i32)]) -> Bytes,
+    ) -> ListAnswer {
+        let key = (self.version(), status_changes());
+        if let Some(last) = cache.last.load().as_ref().filter(|last| last.key == key) {
+            return last.answer.clone();
+        }
+        let last = cache.last.load_full();
+        let snapshot = self.snapshot();
+        let count = segment_count(snapshot.len());
+        let mut members: Vec<Vec<(Arc<T>, i32)>> = vec![Vec::new(); count];
+        for entry in snapshot.values() {
+            members[segment_of(entry, count)].push((Arc::clone(entry), state(entry)));
+        }
+        let reusable = last.as_ref().filter(|last| last.segments.len() == count);
+        let segments = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut members)| {
+                members.sort_unstable_by_key(|(entry, _)| Arc::as_ptr(entry));
+                let same = |old: &Segment<T>| {
+                    old.members.len() == members.len()
+                        && old
+                            .members
+                            .iter()
+                            .zip(&members)
+                            .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1)
+                };
+                match reusable
+                    .map(|last| &last.segments[i])
+                    .filter(|old| same(old))
+                {
+                    Some(old) => Segment {
+                        bytes: old.bytes.clone(),
+                        members,
+                    },
+                    None => Segment {
+                        bytes: encode(&members),
+                        members,
+                    },
+                }
+            })
+            .collect::<Vec<_>>();
+        let answer = ListAnswer {
+            parts: segments
+                .iter()
+                .filter(|s| !s.bytes.is_empty())
+                .map(|s| s.bytes.clone())
+                .collect(),
+        };
+        cache.last.store(Some(Arc::new(Kept {
+            key,
+            segments,
+            answer: answer.clone(),
+        })));
+        answer
     }
 
     /// Store `next` as the map; the caller holds `write`.
@@ -369,38 +429,89 @@ pub struct Store {
     /// of its config and so of its layers: the files never change for an id.
     pub image_user_files: Table<ImageUserFiles>,
     /// The last unfiltered ListContainers answer, encoded.
-    pub container_list: AnswerCache,
+    pub container_list: AnswerCache<Container>,
     /// The last unfiltered ListPodSandbox answer, encoded.
-    pub sandbox_list: AnswerCache,
+    pub sandbox_list: AnswerCache<Sandbox>,
 }
 
-/// An encoded answer kept for as long as what it was built from is unchanged.
+/// Entries per segment of a kept list answer, about (see [`segment_count`]).
+const ENTRIES_PER_SEGMENT: usize = 64;
+/// At most this many segments: at 1000 containers of ~850 bytes, ~53 KB each.
+const MAX_SEGMENTS: usize = 16;
+
+/// How many segments an answer of `entries` entries is cut into: one for a small node, so
+/// its answer goes out as one piece.
+fn segment_count(entries: usize) -> usize {
+    entries.div_ceil(ENTRIES_PER_SEGMENT).clamp(1, MAX_SEGMENTS)
+}
+
+/// The segment an entry belongs to, from its address: fixed for the entry's life, and
+/// spread evenly by the multiplicative hash.
+fn segment_of<T>(entry: &Arc<T>, count: usize) -> usize {
+    let address = Arc::as_ptr(entry) as usize as u64;
+    let hash = address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    usize::try_from(hash).unwrap_or(0) % count
+}
+
+/// An unfiltered list answer kept for as long as what it was built from is unchanged.
 ///
 /// The key is a pair of counters read *before* the answer is built ([`Table::kept_answer`]
 /// reads [`Table::version`] and [`status_changes`]): whatever the answer shows is then at
 /// least as new as the key says, so an answer is never served for a key newer than its data.
 /// Two callers building at once both build; the later store wins, and a stale one is only
 /// a miss for the next caller.
-#[derive(Default)]
-pub struct AnswerCache {
-    last: arc_swap::ArcSwapOption<((u64, u64), prost::bytes::Bytes)>,
+///
+/// The answer is kept in segments, each the encoded list of the entries that fall in it
+/// with the states they were encoded with. A segment holds its entries (by `Arc`), so an
+/// address it compares with cannot be reused by a new entry while it is kept.
+pub struct AnswerCache<T> {
+    last: arc_swap::ArcSwapOption<Kept<T>>,
 }
 
-impl AnswerCache {
-    /// The answer for `key`, built by `build` unless the one kept has that key.
-    pub fn get_or_build(
-        &self,
-        key: (u64, u64),
-        build: impl FnOnce() -> prost::bytes::Bytes,
-    ) -> prost::bytes::Bytes {
-        if let Some(last) = &*self.last.load() {
-            if last.0 == key {
-                return last.1.clone();
-            }
+impl<T> Default for AnswerCache<T> {
+    fn default() -> Self {
+        Self {
+            last: arc_swap::ArcSwapOption::empty(),
         }
-        let answer = build();
-        self.last.store(Some(Arc::new((key, answer.clone()))));
-        answer
+    }
+}
+
+struct Kept<T> {
+    key: (u64, u64),
+    segments: Vec<Segment<T>>,
+    /// The segments' bytes, as answered (a kept answer costs one reference count).
+    answer: ListAnswer,
+}
+
+struct Segment<T> {
+    /// Its entries in address order, each with the state it was encoded with.
+    members: Vec<(Arc<T>, i32)>,
+    bytes: Bytes,
+}
+
+/// An encoded list message in parts, to be sent one after the other: the parts share their
+/// bytes with the kept answer and with other answers that have the same parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListAnswer {
+    pub parts: Arc<[Bytes]>,
+}
+
+impl ListAnswer {
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+
+    /// The whole message in one piece (a copy, unless it has one part).
+    pub fn to_bytes(&self) -> Bytes {
+        match &*self.parts {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            parts => Bytes::from(parts.concat()),
+        }
     }
 }
 
@@ -460,23 +571,166 @@ mod tests {
         assert!(table.version() > v2);
     }
 
+    /// A table entry whose listed state the test sets.
+    struct Item {
+        id: u32,
+        state: std::sync::atomic::AtomicI32,
+    }
+
+    fn item(id: u32) -> Arc<Item> {
+        Arc::new(Item {
+            id,
+            state: std::sync::atomic::AtomicI32::new(0),
+        })
+    }
+
+    /// Kept answers of `table` whose parts list `id:state;` per entry, and how many entries
+    /// each call encoded.
+    struct Lists {
+        table: Table<Item>,
+        cache: AnswerCache<Item>,
+        encoded: std::cell::RefCell<Vec<usize>>,
+    }
+
+    impl Lists {
+        fn new(ids: std::ops::Range<u32>) -> Self {
+            let table = Table::default();
+            for id in ids {
+                table.insert(id.to_string(), item(id));
+            }
+            Self {
+                table,
+                cache: AnswerCache::default(),
+                encoded: Default::default(),
+            }
+        }
+
+        fn answer(&self) -> ListAnswer {
+            self.table.kept_answer(
+                &self.cache,
+                |item| item.state.load(Ordering::SeqCst),
+                |members| {
+                    self.encoded.borrow_mut().push(members.len());
+                    members
+                        .iter()
+                        .map(|(item, state)| format!("{}:{state};", item.id))
+                        .collect::<String>()
+                        .into()
+                },
+            )
+        }
+
+        /// Entry ids and states the answer shows, sorted.
+        fn shown(answer: &ListAnswer) -> Vec<(u32, i32)> {
+            let text = String::from_utf8(answer.to_bytes().to_vec()).unwrap_or_default();
+            let mut shown: Vec<(u32, i32)> = text
+                .split_terminator(';')
+                .filter_map(|e| e.split_once(':'))
+                .filter_map(|(id, state)| Some((id.parse().ok()?, state.parse().ok()?)))
+                .collect();
+            shown.sort_unstable();
+            shown
+        }
+
+        fn set_state(&self, id: u32, state: i32) {
+            if let Some(item) = self.table.get_exact(&id.to_string()) {
+                item.state.store(state, Ordering::SeqCst);
+            }
+            STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn take_encoded(&self) -> Vec<usize> {
+            std::mem::take(&mut *self.encoded.borrow_mut())
+        }
+    }
+
+    /// How many parts of `b` are the very bytes (not a copy) of a part of `a`.
+    fn shared_parts(a: &ListAnswer, b: &ListAnswer) -> usize {
+        b.parts
+            .iter()
+            .filter(|p| a.parts.iter().any(|q| q.as_ptr() == p.as_ptr()))
+            .count()
+    }
+
     #[test]
-    fn answer_cache_serves_its_answer_for_its_key_only() {
-        let cache = AnswerCache::default();
-        let built = std::cell::Cell::new(0);
-        let build = |answer: &'static [u8]| {
-            built.set(built.get() + 1);
-            prost::bytes::Bytes::from_static(answer)
-        };
-        assert_eq!(&cache.get_or_build((1, 1), || build(b"one"))[..], b"one");
-        assert_eq!(&cache.get_or_build((1, 1), || build(b"other"))[..], b"one");
-        assert_eq!(built.get(), 1);
-        assert_eq!(&cache.get_or_build((1, 2), || build(b"two"))[..], b"two");
-        assert_eq!(
-            &cache.get_or_build((2, 2), || build(b"three"))[..],
-            b"three"
+    fn a_kept_answer_is_served_until_something_changes() {
+        let lists = Lists::new(0..200);
+        let first = lists.answer();
+        assert_eq!(first.parts.len(), 4, "200 entries: 4 segments");
+        assert_eq!(lists.take_encoded().iter().sum::<usize>(), 200);
+        let want: Vec<(u32, i32)> = (0..200).map(|id| (id, 0)).collect();
+        assert_eq!(Lists::shown(&first), want);
+        let again = lists.answer();
+        assert!(
+            lists.take_encoded().is_empty(),
+            "nothing changed, nothing encoded"
         );
-        assert_eq!(built.get(), 3);
+        assert_eq!(shared_parts(&first, &again), 4);
+    }
+
+    #[test]
+    fn only_the_segment_that_changed_is_encoded_again() {
+        let lists = Lists::new(0..200);
+        let first = lists.answer();
+        lists.take_encoded();
+
+        // One entry changes state: only its segment is encoded again.
+        lists.set_state(7, 2);
+        let second = lists.answer();
+        let encoded = lists.take_encoded();
+        assert_eq!(encoded.len(), 1, "{encoded:?}");
+        assert!(encoded[0] < 200 / 2, "{encoded:?}");
+        assert_eq!(shared_parts(&first, &second), 3);
+        let mut want: Vec<(u32, i32)> = (0..200).map(|id| (id, 0)).collect();
+        want[7].1 = 2;
+        assert_eq!(Lists::shown(&second), want);
+        // The earlier answer, still being sent somewhere, is unchanged.
+        assert_eq!(Lists::shown(&first)[7], (7, 0));
+
+        // A removal and an addition: the segments of the two entries only.
+        lists.table.remove("9");
+        lists.table.insert("900".into(), item(900));
+        let third = lists.answer();
+        let encoded = lists.take_encoded();
+        assert!((1..=2).contains(&encoded.len()), "{encoded:?}");
+        assert!(shared_parts(&second, &third) >= 2);
+        want.retain(|&(id, _)| id != 9);
+        want.push((900, 0));
+        assert_eq!(Lists::shown(&third), want);
+
+        // A status change elsewhere moves the key but changes no segment.
+        STATUS_CHANGES.fetch_add(1, Ordering::SeqCst);
+        let fourth = lists.answer();
+        assert!(lists.take_encoded().is_empty());
+        assert_eq!(shared_parts(&third, &fourth), third.parts.len());
+    }
+
+    #[test]
+    fn a_new_segment_count_encodes_everything_afresh() {
+        let lists = Lists::new(0..64);
+        assert_eq!(lists.answer().parts.len(), 1, "a small node: one part");
+        lists.take_encoded();
+        lists.table.insert("64".into(), item(64));
+        let grown = lists.answer();
+        assert_eq!(lists.take_encoded().iter().sum::<usize>(), 65);
+        assert_eq!(Lists::shown(&grown).len(), 65);
+        let empty = Lists::new(0..0).answer();
+        assert!(empty.is_empty() && empty.parts.is_empty());
+        assert_eq!(empty.to_bytes(), Bytes::new());
+    }
+
+    #[test]
+    fn entries_spread_over_the_segments() {
+        let entries: Vec<Arc<Item>> = (0..1000).map(item).collect();
+        let mut counts = [0usize; MAX_SEGMENTS];
+        for entry in &entries {
+            counts[segment_of(entry, MAX_SEGMENTS)] += 1;
+        }
+        // 62.5 per segment on average; a segment several times that would rebuild as much.
+        assert!(
+            counts.iter().all(|&c| (15..=150).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
