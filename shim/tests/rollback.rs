@@ -231,6 +231,13 @@ fn calls_for(fake: &FakeBackend, id: &str, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// What RemoveContainer of `id` asks of the backend for `id`.
+async fn removal_calls(crius: &Crius, fake: &FakeBackend, id: &str) -> Vec<String> {
+    let mark = fake.calls().len();
+    crius.remove_container(id).await.unwrap();
+    calls_for(fake, id, mark)
+}
+
 #[tokio::test]
 async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,10 +253,8 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
         .unwrap();
     crius.start_container(&stopped).await.unwrap();
     crius.stop_container(&stopped, 0).await.unwrap();
-    let mark = fake.calls().len();
-    crius.remove_container(&stopped).await.unwrap();
     assert_eq!(
-        calls_for(&fake, &stopped, mark),
+        removal_calls(&crius, &fake, &stopped).await,
         ["remove_container(ID, Deleted)"]
     );
 
@@ -263,10 +268,8 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
         crius.store.containers.get(&kept).unwrap().status().state,
         shim::store::ContainerState::Exited
     );
-    let mark = fake.calls().len();
-    crius.remove_container(&kept).await.unwrap();
     assert_eq!(
-        calls_for(&fake, &kept, mark),
+        removal_calls(&crius, &fake, &kept).await,
         ["remove_container(ID, Unknown)"]
     );
 
@@ -275,10 +278,8 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
         .create_container(&sandbox, app("created"))
         .await
         .unwrap();
-    let mark = fake.calls().len();
-    crius.remove_container(&created).await.unwrap();
     assert_eq!(
-        calls_for(&fake, &created, mark),
+        removal_calls(&crius, &fake, &created).await,
         ["remove_container(ID, Unknown)"]
     );
 
