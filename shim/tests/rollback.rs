@@ -258,6 +258,24 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
         ["remove_container(ID, Deleted)"]
     );
 
+    // The engine fails the removal: the container stays, and a retry removes it.
+    let retried = crius
+        .create_container(&sandbox, app("retried"))
+        .await
+        .unwrap();
+    crius.start_container(&retried).await.unwrap();
+    crius.stop_container(&retried, 0).await.unwrap();
+    fake.failing.lock().unwrap().push("remove_container".into());
+    let err = crius.remove_container(&retried).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    fake.failing.lock().unwrap().clear();
+    assert!(crius.store.containers.get(&retried).is_some(), "not lost");
+    assert_eq!(
+        removal_calls(&crius, &fake, &retried).await,
+        ["remove_container(ID, Deleted)"]
+    );
+    assert!(crius.store.containers.get(&retried).is_none());
+
     // The task's deletion failed at the exit: the task may still be there.
     let kept = crius.create_container(&sandbox, app("kept")).await.unwrap();
     crius.start_container(&kept).await.unwrap();
