@@ -6,7 +6,7 @@
 //! the bursts keep RSS close to what is live. With two arenas, 50 clients listing 1000
 //! kubelet-labelled containers each second (with pods coming and going) grew the second one
 //! by ~6 MiB of free pages: RSS 36.6–38.4 MiB at the end of that load against 33.2–33.6 MiB
-//! with one, while the live heap peaked at ~14 MiB either way.
+//! with one, while what was live stayed the same.
 
 /// Cap glibc's arenas. Call before the async runtime starts its threads.
 pub fn limit_arenas() {

@@ -238,6 +238,13 @@ async fn removal_calls(crius: &Crius, fake: &FakeBackend, id: &str) -> Vec<Strin
     calls_for(fake, id, mark)
 }
 
+/// A started container `name` of the test image in `sandbox`.
+async fn started(crius: &Arc<Crius>, sandbox: &str, name: &str) -> String {
+    let id = crius.create_container(sandbox, app(name)).await.unwrap();
+    crius.start_container(&id).await.unwrap();
+    id
+}
+
 #[tokio::test]
 async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,11 +254,7 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     let sandbox = crius.run_sandbox(pod("r")).await.unwrap();
 
     // Stopped, its task deleted at the exit: the removal vouches that there is none.
-    let stopped = crius
-        .create_container(&sandbox, app("stopped"))
-        .await
-        .unwrap();
-    crius.start_container(&stopped).await.unwrap();
+    let stopped = started(&crius, &sandbox, "stopped").await;
     crius.stop_container(&stopped, 0).await.unwrap();
     assert_eq!(
         removal_calls(&crius, &fake, &stopped).await,
@@ -259,11 +262,7 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     );
 
     // The engine fails the removal: the container stays, and a retry removes it.
-    let retried = crius
-        .create_container(&sandbox, app("retried"))
-        .await
-        .unwrap();
-    crius.start_container(&retried).await.unwrap();
+    let retried = started(&crius, &sandbox, "retried").await;
     crius.stop_container(&retried, 0).await.unwrap();
     fake.failing.lock().unwrap().push("remove_container".into());
     let err = crius.remove_container(&retried).await.unwrap_err();
@@ -277,8 +276,7 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     assert!(crius.store.containers.get(&retried).is_none());
 
     // The task's deletion failed at the exit: the task may still be there.
-    let kept = crius.create_container(&sandbox, app("kept")).await.unwrap();
-    crius.start_container(&kept).await.unwrap();
+    let kept = started(&crius, &sandbox, "kept").await;
     fake.failing.lock().unwrap().push("delete_task".into());
     crius.stop_container(&kept, 0).await.unwrap();
     fake.failing.lock().unwrap().clear();
@@ -302,11 +300,7 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     );
 
     // Running: stopped first (its task deleted at the exit), then removed without a look.
-    let running = crius
-        .create_container(&sandbox, app("running"))
-        .await
-        .unwrap();
-    crius.start_container(&running).await.unwrap();
+    let running = started(&crius, &sandbox, "running").await;
     crius.remove_container(&running).await.unwrap();
     let calls = calls_for(&fake, &running, 0);
     assert_eq!(
