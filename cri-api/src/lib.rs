@@ -2,7 +2,8 @@
 //!
 //! Generated at build time from `proto/api.proto`, but for `ListContainersResponse` and
 //! `ListPodSandboxResponse`, which are written by hand in [`listing`] so servers can send
-//! containers encoded once and answers they kept.
+//! containers encoded once and answers they kept. [`stats`] writes a
+//! `ListContainerStatsResponse` from borrowed attributes.
 
 /// Package `runtime.v1`: the RuntimeService and ImageService with every message.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -12,6 +13,7 @@ pub mod v1 {
 }
 
 pub mod listing;
+pub mod stats;
 
 /// Every RuntimeService RPC by name, in `api.proto` order.
 pub const RUNTIME_SERVICE: &[&str] = &[

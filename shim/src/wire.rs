@@ -6,8 +6,13 @@
 //! node with 1000 containers, ~860 KB allocated, copied and freed per call, and held per
 //! client while it is sent. This layer answers those two calls itself: it reads the small
 //! request, and when it asks for everything, replies with the gRPC frame header followed by
-//! the kept answer's parts (shared `Bytes`, not copied) and `grpc-status: 0`. Any other
-//! request, or one it cannot read as a plain unfiltered list, goes on to tonic unchanged.
+//! the kept answer's parts (shared `Bytes`, not copied) and `grpc-status: 0`.
+//!
+//! It answers ListContainerStats the same way, from bytes written straight from the store
+//! (`services::stats::list_containers_encoded`): kubelet asks for every container's stats
+//! every ten seconds, and the answer is as large as a full list.
+//!
+//! Any other request, or one it cannot read, goes on to tonic unchanged.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +27,12 @@ use tonic::body::Body;
 
 use crate::error::Error;
 use crate::runtime::Crius;
-use crate::services::{container, sandbox};
+use crate::services::{container, sandbox, stats};
 use crate::store::ListAnswer;
 
 const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
 const LIST_POD_SANDBOX: &str = "/runtime.v1.RuntimeService/ListPodSandbox";
+const LIST_CONTAINER_STATS: &str = "/runtime.v1.RuntimeService/ListContainerStats";
 /// The gRPC frame header and the largest message the CRI services accept.
 const MAX_LIST_REQUEST: usize = 5 + crate::server::MAX_MESSAGE_BYTES;
 
@@ -100,6 +106,65 @@ impl Listing {
     }
 }
 
+/// The calls this layer answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// From a kept answer, when the request asks for everything.
+    Kept(Listing),
+    /// Every ListContainerStats request.
+    ContainerStats,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            LIST_CONTAINER_STATS => Some(Self::ContainerStats),
+            _ => Listing::of(path).map(Self::Kept),
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Self::Kept(listing) => listing.method(),
+            Self::ContainerStats => "ListContainerStats",
+        }
+    }
+
+    /// This layer's answer to the request `message` (without its gRPC frame), or `None` to
+    /// leave the request to tonic.
+    async fn answer(self, crius: &Arc<Crius>, message: &[u8]) -> Option<http::Response<Body>> {
+        match self {
+            Self::Kept(listing) => {
+                if !listing.selects_all(message) {
+                    return None;
+                }
+                let kept = crate::instrument::call(listing.method(), async {
+                    Ok::<_, Error>(listing.kept(crius))
+                })
+                .await
+                .ok()?
+                .into_inner();
+                crate::memory::note_answer(kept.len());
+                grpc_answer(kept)
+            }
+            Self::ContainerStats => {
+                let request = cri::ListContainerStatsRequest::decode(message).ok()?;
+                let answer = crate::instrument::call(
+                    self.method(),
+                    stats::list_containers_encoded(crius, request),
+                )
+                .await;
+                match answer {
+                    Ok(bytes) => grpc_answer(ListAnswer {
+                        parts: Arc::from([bytes.into_inner()]),
+                    }),
+                    Err(status) => Some(status.into_http()),
+                }
+            }
+        }
+    }
+}
+
 /// The message of a request body holding exactly one uncompressed gRPC message.
 fn single_message(body: &[u8]) -> Option<&[u8]> {
     let (&compressed, rest) = body.split_first()?;
@@ -146,7 +211,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let Some(listing) = Listing::of(request.uri().path()) else {
+        let Some(route) = Route::of(request.uri().path()) else {
             return Box::pin(self.inner.call(request));
         };
         // The ready service answers this call; a fresh clone waits for the next one.
@@ -159,7 +224,7 @@ where
             let bytes = match limited.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(err) => {
-                    let message = format!("{}: reading the request: {err}", listing.method());
+                    let message = format!("{}: reading the request: {err}", route.method());
                     let status = if err.is::<http_body_util::LengthLimitError>() {
                         tonic::Status::out_of_range(message)
                     } else {
@@ -168,17 +233,9 @@ where
                     return Ok(status.into_http());
                 }
             };
-            if single_message(&bytes).is_some_and(|m| listing.selects_all(m)) {
-                let kept = crate::instrument::call(listing.method(), async {
-                    Ok::<_, Error>(listing.kept(&crius))
-                })
-                .await;
-                if let Ok(kept) = kept {
-                    let kept = kept.into_inner();
-                    crate::memory::note_answer(kept.len());
-                    if let Some(answer) = grpc_answer(kept) {
-                        return Ok(answer);
-                    }
+            if let Some(message) = single_message(&bytes) {
+                if let Some(answer) = route.answer(&crius, message).await {
+                    return Ok(answer);
                 }
             }
             let body = Body::new(http_body_util::Full::new(bytes));
@@ -252,6 +309,12 @@ mod tests {
         assert_eq!(Listing::of(LIST_CONTAINERS), Some(Listing::Containers));
         assert_eq!(Listing::of(LIST_POD_SANDBOX), Some(Listing::Sandboxes));
         assert_eq!(Listing::of("/runtime.v1.RuntimeService/ListImages"), None);
+        assert_eq!(
+            Route::of(LIST_CONTAINERS),
+            Some(Route::Kept(Listing::Containers))
+        );
+        assert_eq!(Route::of(LIST_CONTAINER_STATS), Some(Route::ContainerStats));
+        assert_eq!(Route::of("/runtime.v1.RuntimeService/ContainerStats"), None);
     }
 
     #[tokio::test]

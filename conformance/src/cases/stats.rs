@@ -51,6 +51,12 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
+            "ListContainerStats reports a container's metadata, labels, annotations and usage",
+            [ListContainerStats, ContainerStats],
+            list_attributes_and_usage
+        ),
+        case!(
+            G,
             "StreamContainerStats returns what ListContainerStats returns",
             [StreamContainerStats, ListContainerStats],
             stream_container_stats
@@ -313,6 +319,82 @@ async fn list_filter_labels(ctx: Ctx) -> Result<Outcome> {
         ids,
         vec![labelled.id],
         "ListContainerStats(labels stats=yes)"
+    );
+    pass()
+}
+
+async fn list_attributes_and_usage(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 3600";
+    let mut config = ctx.container_config(&sandbox, &["sh", "-c", script]);
+    if let Some(metadata) = config.metadata.as_mut() {
+        metadata.attempt = 1;
+    }
+    config.log_path = config.log_path.replace("/0.log", "/1.log");
+    config.labels.insert("stats".into(), "attributes".into());
+    config
+        .annotations
+        .insert("io.kubernetes.container.hash".into(), "5a7c1d9e".into());
+    config
+        .annotations
+        .insert("crius.test/empty".into(), String::new());
+    let container = ctx.running_container(&sandbox, config.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let request = cri::ListContainerStatsRequest {
+        filter: Some(cri::ContainerStatsFilter {
+            pod_sandbox_id: sandbox.id.clone(),
+            ..Default::default()
+        }),
+    };
+    let listed: Vec<cri::ContainerStats> =
+        call("ListContainerStats", ctx.rt().list_container_stats(request))
+            .await?
+            .stats
+            .into_iter()
+            .filter(|s| s.attributes.as_ref().is_some_and(|a| a.id == container.id))
+            .collect();
+    ensure_eq!(
+        listed.len(),
+        1,
+        "ListContainerStats entries of the container"
+    );
+    let entry = &listed[0];
+    let attributes = entry
+        .attributes
+        .as_ref()
+        .context("ListContainerStats entry without attributes")?;
+    ensure_eq!(attributes.metadata, config.metadata, "attributes.metadata");
+    ensure_eq!(attributes.labels, config.labels, "attributes.labels");
+    ensure_eq!(
+        attributes.annotations,
+        config.annotations,
+        "attributes.annotations"
+    );
+    let cpu = entry
+        .cpu
+        .as_ref()
+        .context("no cpu for a running container")?;
+    ensure!(
+        value(&cpu.usage_core_nano_seconds) > 0,
+        "cpu.usage_core_nano_seconds is 0 for a container that ran a loop"
+    );
+    let memory = entry
+        .memory
+        .as_ref()
+        .context("no memory for a running container")?;
+    ensure!(
+        value(&memory.working_set_bytes) > 0,
+        "memory.working_set_bytes is 0 for a running container"
+    );
+    ensure!(
+        entry.writable_layer.is_some(),
+        "no writable_layer for a running container"
+    );
+    let single = container_stats_of(&ctx, &container.id).await?;
+    ensure_eq!(
+        single.attributes.as_ref(),
+        Some(attributes),
+        "ContainerStats.attributes against ListContainerStats"
     );
     pass()
 }

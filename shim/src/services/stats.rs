@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use cri_api::v1 as cri;
 
 use super::convert::{matches_selector, to_map};
@@ -12,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::layer_usage::WritableLayer;
 use crate::runtime::Crius;
 use crate::stats::{ContainerUsage, Sample, SandboxUsage};
+use crate::store::Container;
 
 async fn blocking<T: Send + 'static>(
     crius: &Arc<Crius>,
@@ -38,26 +41,45 @@ pub async fn container(
     })
 }
 
+/// Whether ListContainerStats with `filter` selects `container`. Ids may be given as unique
+/// prefixes, as in ListContainers.
+fn selected(filter: &cri::ContainerStatsFilter, container: &Container) -> bool {
+    container.meta.id.starts_with(&filter.id)
+        && container
+            .meta
+            .sandbox_id
+            .starts_with(&filter.pod_sandbox_id)
+        && matches_selector(&container.meta.config.labels, &filter.label_selector)
+}
+
 pub async fn list_containers(
     crius: &Arc<Crius>,
     request: cri::ListContainerStatsRequest,
 ) -> Result<cri::ListContainerStatsResponse> {
     let filter = request.filter.unwrap_or_default();
     let usages = blocking(crius, move |c| {
-        // Ids may be given as unique prefixes, as in ListContainers.
-        c.list_container_usage(|container| {
-            container.meta.id.starts_with(&filter.id)
-                && container
-                    .meta
-                    .sandbox_id
-                    .starts_with(&filter.pod_sandbox_id)
-                && matches_selector(&container.meta.config.labels, &filter.label_selector)
-        })
+        c.list_container_usage(|container| selected(&filter, container))
     })
     .await?;
     Ok(cri::ListContainerStatsResponse {
         stats: usages.iter().map(container_stats).collect(),
     })
+}
+
+/// ListContainerStats as the bytes of its answer, written from the store without building
+/// the messages first (see `cri_api::stats`); `crate::wire` sends them as they are.
+pub async fn list_containers_encoded(
+    crius: &Arc<Crius>,
+    request: cri::ListContainerStatsRequest,
+) -> Result<Bytes> {
+    let filter = request.filter.unwrap_or_default();
+    blocking(crius, move |c| {
+        let usages = c.list_container_usage(|container| selected(&filter, container))?;
+        let answer = cri_api::stats::encode_list(|| usages.iter().map(entry));
+        crate::memory::note_answer(answer.len());
+        Ok(Bytes::from(answer))
+    })
+    .await
 }
 
 pub async fn sandbox(
@@ -133,6 +155,32 @@ fn writable_layer(layer: &WritableLayer) -> cri::FilesystemUsage {
     }
 }
 
+/// A container's ListContainerStats entry: its attributes borrowed from the store, its usage
+/// built.
+fn entry(usage: &ContainerUsage) -> cri_api::stats::Entry<'_> {
+    let meta = &usage.container.meta;
+    let attributes = cri_api::stats::AttributesRef {
+        id: &meta.id,
+        name: &meta.config.metadata.name,
+        attempt: meta.config.metadata.attempt,
+        labels: &meta.config.labels,
+        annotations: &meta.config.annotations,
+    };
+    cri_api::stats::Entry::new(attributes, usage_only(usage))
+}
+
+/// A container's `ContainerStats` without its attributes.
+fn usage_only(usage: &ContainerUsage) -> cri::ContainerStats {
+    cri::ContainerStats {
+        attributes: None,
+        cpu: usage.sample.as_ref().map(cpu),
+        memory: usage.sample.as_ref().map(memory),
+        writable_layer: Some(writable_layer(&usage.layer)),
+        swap: None,
+        io: None,
+    }
+}
+
 fn container_stats(usage: &ContainerUsage) -> cri::ContainerStats {
     let meta = &usage.container.meta;
     cri::ContainerStats {
@@ -145,11 +193,7 @@ fn container_stats(usage: &ContainerUsage) -> cri::ContainerStats {
             labels: to_map(&meta.config.labels),
             annotations: to_map(&meta.config.annotations),
         }),
-        cpu: usage.sample.as_ref().map(cpu),
-        memory: usage.sample.as_ref().map(memory),
-        writable_layer: Some(writable_layer(&usage.layer)),
-        swap: None,
-        io: None,
+        ..usage_only(usage)
     }
 }
 
