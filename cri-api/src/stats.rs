@@ -117,19 +117,29 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// How many bytes `entries` take in a `ListContainerStatsResponse`.
+pub fn encoded_len<'a>(entries: impl IntoIterator<Item = Entry<'a>>) -> usize {
+    entries.into_iter().map(|entry| entry.encoded_len()).sum()
+}
+
+/// Append `entries` to an encoded `ListContainerStatsResponse`: any run of entries, in any
+/// number of pieces, concatenates to a valid answer ([`encoded_len`] bytes per piece).
+pub fn encode<'a>(entries: impl IntoIterator<Item = Entry<'a>>, buf: &mut impl BufMut) {
+    for entry in entries {
+        entry.encode(buf);
+    }
+}
+
 /// The encoded `ListContainerStatsResponse` of the entries `entries()` yields, written into
 /// one buffer of the exact size. `entries` is called twice (once to size the buffer, once to
-/// write it) and must yield the same entries both times; building an entry should be cheap,
-/// its attributes only borrowed.
+/// write it) and must yield the same entries both times.
 pub fn encode_list<'a, I>(entries: impl Fn() -> I) -> Vec<u8>
 where
     I: Iterator<Item = Entry<'a>>,
 {
-    let len = entries().map(|entry| entry.encoded_len()).sum();
+    let len = encoded_len(entries());
     let mut buf = Vec::with_capacity(len);
-    for entry in entries() {
-        entry.encode(&mut buf);
-    }
+    encode(entries(), &mut buf);
     debug_assert_eq!(buf.len(), len);
     buf
 }
@@ -315,6 +325,20 @@ mod tests {
         let bytes = encode_list(|| std::iter::once(Entry::new(attributes(&r), with.clone())));
         let decoded = ListContainerStatsResponse::decode(&bytes[..]).unwrap();
         assert_eq!(decoded.stats, vec![plain(&r)]);
+    }
+
+    #[test]
+    fn pieces_concatenate_to_the_whole_answer() {
+        let records: Vec<Record> = (0..9).map(record).collect();
+        let whole = encode_list(|| records.iter().map(entry));
+        let mut pieces = Vec::new();
+        for part in records.chunks(4) {
+            let mut piece = Vec::new();
+            encode(part.iter().map(entry), &mut piece);
+            assert_eq!(piece.len(), encoded_len(part.iter().map(entry)));
+            pieces.extend(piece);
+        }
+        assert_eq!(pieces, whole);
     }
 
     #[test]

@@ -150,8 +150,11 @@ impl Crius {
             &snapshot,
             &self.store.sandboxes.snapshot(),
         );
-        let mut usages = Vec::new();
-        for container in snapshot.values().filter(|c| keep(c)) {
+        // Sized once: on a full node a grown vector would hold twice what it needs while the
+        // answer is sent.
+        let selected: Vec<&Arc<Container>> = snapshot.values().filter(|c| keep(c)).collect();
+        let mut usages = Vec::with_capacity(selected.len());
+        for container in selected {
             usages.push(self.usage_of(Arc::clone(container))?);
         }
         Ok(usages)

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use cri_api::v1 as cri;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt as _;
@@ -145,7 +145,9 @@ impl Route {
                 .ok()?
                 .into_inner();
                 crate::memory::note_answer(kept.len());
-                grpc_answer(kept)
+                let len = kept.len();
+                let parts = kept.parts;
+                grpc_answer(len, (0..parts.len()).map(move |i| parts[i].clone()))
             }
             Self::ContainerStats => {
                 let request = cri::ListContainerStatsRequest::decode(message).ok()?;
@@ -155,9 +157,10 @@ impl Route {
                 )
                 .await;
                 match answer {
-                    Ok(bytes) => grpc_answer(ListAnswer {
-                        parts: Arc::from([bytes.into_inner()]),
-                    }),
+                    Ok(answer) => {
+                        let answer = answer.into_inner();
+                        grpc_answer(answer.encoded_len(), answer.into_pieces())
+                    }
                     Err(status) => Some(status.into_http()),
                 }
             }
@@ -173,17 +176,21 @@ fn single_message(body: &[u8]) -> Option<&[u8]> {
     (compressed == 0 && message.len() == length).then_some(message)
 }
 
-/// An OK gRPC response carrying `message` (already encoded, in parts) without copying it.
-fn grpc_answer(message: ListAnswer) -> Option<http::Response<Body>> {
-    let length = u32::try_from(message.len()).ok()?;
+/// An OK gRPC response carrying one message of `len` bytes, sent as `parts` (shared or
+/// freshly encoded `Bytes`, never copied into one buffer); a part is taken from the
+/// iterator only when the connection is ready to send it.
+fn grpc_answer(
+    len: usize,
+    parts: impl Iterator<Item = Bytes> + Send + 'static,
+) -> Option<http::Response<Body>> {
+    let length = u32::try_from(len).ok()?;
     let mut header = BytesMut::with_capacity(5);
     header.put_u8(0);
     header.put_u32(length);
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let parts = message.parts;
     let frames = std::iter::once(http_body::Frame::data(header.freeze()))
-        .chain((0..parts.len()).map(move |i| http_body::Frame::data(parts[i].clone())))
+        .chain(parts.map(http_body::Frame::data))
         .chain(std::iter::once(http_body::Frame::trailers(trailers)))
         .map(Ok::<_, Infallible>);
     let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
@@ -336,13 +343,8 @@ mod tests {
                 .encode_to_vec()
             })
             .collect();
-        let answer = grpc_answer(ListAnswer {
-            parts: parts
-                .iter()
-                .map(|p| bytes::Bytes::from(p.clone()))
-                .collect(),
-        })
-        .unwrap();
+        let len = parts.iter().map(Vec::len).sum();
+        let answer = grpc_answer(len, parts.clone().into_iter().map(Bytes::from)).unwrap();
         assert_eq!(
             answer.headers()[http::header::CONTENT_TYPE],
             "application/grpc"

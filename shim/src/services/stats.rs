@@ -66,20 +66,60 @@ pub async fn list_containers(
     })
 }
 
+/// Entries per piece of an [`EncodedList`]: ~60 KB with kubelet's labels and annotations.
+const PIECE: usize = 64;
+
+/// ListContainerStats's answer as bytes: its length, known up front, and its entries,
+/// encoded piece by piece only as the answer is sent. A node's whole answer is about as large
+/// as its full container list; written at once it would be held in full until the client had
+/// read it all, for every call in flight.
+pub struct EncodedList {
+    usages: Vec<ContainerUsage>,
+    /// Each piece's length; their sum is the answer's.
+    pieces: Vec<usize>,
+}
+
+impl EncodedList {
+    fn new(usages: Vec<ContainerUsage>) -> Self {
+        let pieces = usages
+            .chunks(PIECE)
+            .map(|part| cri_api::stats::encoded_len(part.iter().map(entry)))
+            .collect();
+        EncodedList { usages, pieces }
+    }
+
+    /// The encoded answer's length.
+    pub fn encoded_len(&self) -> usize {
+        self.pieces.iter().sum()
+    }
+
+    /// The answer's bytes, each piece encoded when it is asked for.
+    pub fn into_pieces(self) -> impl Iterator<Item = Bytes> + Send + 'static {
+        let EncodedList { usages, pieces } = self;
+        pieces.into_iter().enumerate().map(move |(i, len)| {
+            let part = &usages[i * PIECE..usages.len().min((i + 1) * PIECE)];
+            let mut buf = Vec::with_capacity(len);
+            cri_api::stats::encode(part.iter().map(entry), &mut buf);
+            debug_assert_eq!(buf.len(), len);
+            Bytes::from(buf)
+        })
+    }
+}
+
 /// ListContainerStats as the bytes of its answer, written from the store without building
-/// the messages first (see `cri_api::stats`); `crate::wire` sends them as they are.
+/// the messages first (see `cri_api::stats`); `crate::wire` sends them.
 pub async fn list_containers_encoded(
     crius: &Arc<Crius>,
     request: cri::ListContainerStatsRequest,
-) -> Result<Bytes> {
+) -> Result<EncodedList> {
     let filter = request.filter.unwrap_or_default();
-    blocking(crius, move |c| {
+    let answer = blocking(crius, move |c| {
         let usages = c.list_container_usage(|container| selected(&filter, container))?;
-        let answer = cri_api::stats::encode_list(|| usages.iter().map(entry));
-        crate::memory::note_answer(answer.len());
-        Ok(Bytes::from(answer))
+        Ok(EncodedList::new(usages))
     })
-    .await
+    .await?;
+    crate::memory::note_answer(answer.encoded_len());
+    Ok(answer)
 }
 
 pub async fn sandbox(
@@ -246,5 +286,87 @@ fn sandbox_stats(usage: &SandboxUsage) -> cri::PodSandboxStats {
             io: None,
         }),
         windows: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::CgroupStats;
+    use crate::store::{ContainerMeta, ContainerStatus};
+    use prost::Message as _;
+
+    fn usage(i: usize) -> ContainerUsage {
+        let mut config = crate::domain::ContainerConfig::default();
+        config.metadata.name = format!("app-{i}");
+        config.metadata.attempt = (i % 3) as u32;
+        config.labels = [
+            ("io.kubernetes.container.name", format!("app-{i}")),
+            ("io.kubernetes.pod.name", format!("pod-{}", i / 10)),
+            ("io.kubernetes.pod.namespace", "default".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        config.annotations =
+            [("io.kubernetes.container.hash".to_string(), format!("{i:x}"))].into();
+        let meta = ContainerMeta {
+            id: format!("{i:064x}"),
+            name: format!("k8s_app-{i}"),
+            sandbox_id: format!("{:064x}", i / 10 + 1_000_000),
+            config,
+            image_id: "sha256:aa".into(),
+            image_ref: "sha256:aa".into(),
+            created_at: i as i64,
+            log_path: String::new(),
+            process: oci_spec::runtime::Process::default(),
+            cgroups_path: None,
+            stop_signal: 15,
+        };
+        let running = i.is_multiple_of(4);
+        ContainerUsage {
+            container: Arc::new(Container::new(meta, ContainerStatus::created(None))),
+            sample: running.then(|| Sample {
+                timestamp: 42,
+                cgroup: CgroupStats {
+                    cpu_usage_nanos: 1000 + i as u64,
+                    memory_working_set_bytes: 4096,
+                    memory_limit_bytes: i.is_multiple_of(8).then_some(1 << 20),
+                    ..Default::default()
+                },
+                nano_cores: i.is_multiple_of(8).then_some(5),
+            }),
+            layer: WritableLayer {
+                timestamp: 43,
+                mountpoint: "/var/lib/containerd/snapshots".into(),
+                used_bytes: running.then_some(8192),
+                inodes_used: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_answer_sent_in_pieces_is_the_generated_answer() {
+        // Three pieces, the last one short.
+        let usages: Vec<ContainerUsage> = (0..2 * PIECE + 5).map(usage).collect();
+        let expected = cri::ListContainerStatsResponse {
+            stats: usages.iter().map(container_stats).collect(),
+        };
+        let answer = EncodedList::new(usages);
+        let len = answer.encoded_len();
+        let pieces: Vec<Bytes> = answer.into_pieces().collect();
+        assert_eq!(pieces.len(), 3);
+        let bytes = pieces.concat();
+        assert_eq!(bytes.len(), len);
+        assert_eq!(len, expected.encoded_len());
+        let decoded = cri::ListContainerStatsResponse::decode(&bytes[..]).unwrap();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn no_containers_is_an_empty_answer_without_pieces() {
+        let answer = EncodedList::new(Vec::new());
+        assert_eq!(answer.encoded_len(), 0);
+        assert_eq!(answer.into_pieces().count(), 0);
     }
 }
