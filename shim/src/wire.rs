@@ -1,4 +1,5 @@
-//! The kept list answers, sent from their bytes at the HTTP layer.
+//! The largest answers, sent from their bytes at the HTTP layer: the kept list answers and
+//! ListContainerStats.
 //!
 //! kubelet asks for every sandbox and every container, unfiltered, each second. crius keeps
 //! those two answers encoded until something changes (`Table::kept_answer`), but a tonic
@@ -9,8 +10,9 @@
 //! the kept answer's parts (shared `Bytes`, not copied) and `grpc-status: 0`.
 //!
 //! It answers ListContainerStats the same way, from bytes written straight from the store
-//! (`services::stats::list_containers_encoded`): kubelet asks for every container's stats
-//! every ten seconds, and the answer is as large as a full list.
+//! (`services::stats::list_containers_encoded`) piece by piece as the connection takes them:
+//! kubelet asks for every container's stats every ten seconds, and the answer is as large as
+//! a full list.
 //!
 //! Any other request, or one it cannot read, goes on to tonic unchanged.
 
