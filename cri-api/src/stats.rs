@@ -4,8 +4,10 @@
 //! `ContainerStats` messages first copies each container's labels and annotations into fresh
 //! hash maps, only for the encoder to read them once and drop them: on a node with 1000
 //! kubelet-labelled containers, about a megabyte of maps per call, and as much again in the
-//! encoder's growing buffer. [`encode_list`] writes the same bytes from borrowed attributes
-//! into one buffer of the exact size. The answer decodes as the generated
+//! encoder's growing buffer. Here the same bytes are written from borrowed attributes: whole,
+//! into one buffer of the exact size ([`encode_list`]), or in pieces whose lengths are known
+//! before they are written ([`encoded_len`], [`encode`]), so a server can send the answer's
+//! length first and encode the rest as it goes. The answer decodes as the generated
 //! `ListContainerStatsResponse`.
 
 use std::collections::BTreeMap;
