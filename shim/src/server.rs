@@ -114,6 +114,15 @@ impl Shutdown {
         }
     }
 
+    /// A shutdown no signal asks for: serving ends only when its runtime does (for tests, which
+    /// must not take over the test process's signals).
+    pub fn never() -> Shutdown {
+        Shutdown {
+            term: None,
+            int: None,
+        }
+    }
+
     /// Resolves once SIGTERM or SIGINT has arrived (at once if one came before).
     pub async fn requested(&mut self) {
         async fn arrived(watched: &mut Option<Signal>) {

@@ -1,7 +1,8 @@
 //! Manager behaviour on a recording fake backend: what a failed create undoes, and that a
 //! name is free again afterwards (DESIGN.md decision 5); that the kept ListContainers and
-//! ListPodSandbox answers follow every change; that ImageFsInfo answers its last measurement.
-//! No daemons needed.
+//! ListPodSandbox answers follow every change; that the answers crius sends from bytes (the
+//! kept lists, ListContainerStats) cross a real socket in pieces and decode as tonic's own;
+//! that ImageFsInfo answers its last measurement. No daemons needed.
 
 // Helpers here may panic: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -600,4 +601,154 @@ async fn image_fs_info_answers_its_last_measurement_with_the_time_it_was_taken()
         fs_info(&crius).unwrap().image_filesystems[0].timestamp,
         taken
     );
+}
+
+/// The answers `crate::wire` sends itself (the kept lists, ListContainerStats) cross a real
+/// socket and HTTP/2 connection in many pieces, and a tonic client decodes them as it decodes
+/// the answers tonic builds (the filtered lists and StreamContainerStats).
+#[tokio::test]
+async fn the_largest_answers_cross_a_real_socket_in_pieces() {
+    use cri_api::v1 as cri;
+    use std::collections::BTreeSet;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+    // 3 pods of 50 containers: several segments of the kept answer, three 64-entry pieces
+    // of the stats answer.
+    let mut pods = Vec::new();
+    for p in 0..3 {
+        let sandbox = crius.run_sandbox(pod(&format!("big{p}"))).await.unwrap();
+        for c in 0..50 {
+            let mut config = app(&format!("c{c}"));
+            config.labels = [
+                ("io.kubernetes.container.name".to_string(), format!("c{c}")),
+                ("io.kubernetes.pod.name".to_string(), format!("big{p}")),
+                ("even".to_string(), (c % 2 == 0).to_string()),
+            ]
+            .into();
+            config.annotations =
+                [("io.kubernetes.container.hash".into(), format!("{c:08x}"))].into();
+            crius.create_container(&sandbox, config).await.unwrap();
+        }
+        pods.push(sandbox);
+    }
+    let socket = dir.path().join("crius.sock");
+    let listener = shim::server::bind(&socket).unwrap();
+    let served = socket.clone();
+    let server = crius.clone();
+    tokio::spawn(async move {
+        shim::server::serve(server, listener, &served, shim::server::Shutdown::never()).await
+    });
+    let channel = conformance::runner::connect::channel(&format!("unix://{}", socket.display()))
+        .await
+        .unwrap();
+    let mut rt = conformance::runner::connect::runtime_client(channel);
+
+    // ListContainerStats, every filter through the layer; StreamContainerStats through tonic.
+    let attributes = |stats: Vec<cri::ContainerStats>| -> Vec<cri::ContainerAttributes> {
+        let mut all: Vec<cri::ContainerAttributes> = stats
+            .into_iter()
+            .map(|s| {
+                assert!(s.writable_layer.is_some(), "every entry has its layer");
+                s.attributes.unwrap()
+            })
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    };
+    let stats_client = rt.clone();
+    let list_stats = |filter: Option<cri::ContainerStatsFilter>| {
+        let mut rt = stats_client.clone();
+        async move {
+            let request = cri::ListContainerStatsRequest { filter };
+            rt.list_container_stats(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+        }
+    };
+    let listed = attributes(list_stats(None).await);
+    assert_eq!(listed.len(), 150);
+    let mut stream = rt
+        .stream_container_stats(cri::StreamContainerStatsRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        streamed.extend(message.container_stats);
+    }
+    assert_eq!(listed, attributes(streamed));
+    let labelled = cri::ContainerStatsFilter {
+        label_selector: [("even".to_string(), "true".to_string())].into(),
+        ..Default::default()
+    };
+    let even = attributes(list_stats(Some(labelled)).await);
+    assert_eq!(even.len(), 75);
+    assert!(even.iter().all(|a| a.labels["even"] == "true"));
+    let by_pod = cri::ContainerStatsFilter {
+        pod_sandbox_id: pods[1].clone(),
+        ..Default::default()
+    };
+    let second = attributes(list_stats(Some(by_pod)).await);
+    assert_eq!(second.len(), 50);
+    assert!(second
+        .iter()
+        .all(|a| a.labels["io.kubernetes.pod.name"] == "big1"));
+
+    // ListContainers: the kept answer against the union of the per-pod lists tonic answers.
+    let ids = |containers: Vec<cri::Container>| -> BTreeSet<String> {
+        containers.into_iter().map(|c| c.id).collect()
+    };
+    let all = rt
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(all.len(), 150);
+    let mut per_pod = BTreeSet::new();
+    for sandbox in &pods {
+        let filter = cri::ContainerFilter {
+            pod_sandbox_id: sandbox.clone(),
+            ..Default::default()
+        };
+        let one = rt
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(one.len(), 50);
+        per_pod.extend(ids(one));
+    }
+    assert_eq!(ids(all), per_pod);
+    let stat_ids: BTreeSet<String> = listed.into_iter().map(|a| a.id).collect();
+    assert_eq!(stat_ids, per_pod);
+
+    // The layer answers ListContainerStats itself, whatever the filter; a request it cannot
+    // read (compressed) goes on to tonic.
+    use prost::Message;
+    let router = Router::default();
+    let request = cri::ListContainerStatsRequest {
+        filter: Some(cri::ContainerStatsFilter {
+            pod_sandbox_id: pods[2].clone(),
+            ..Default::default()
+        }),
+    }
+    .encode_to_vec();
+    let (status, body, grpc_status) =
+        through_layer(&crius, &router, "ListContainerStats", &request, false).await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(grpc_status.as_deref(), Some("0"));
+    let answer = cri::ListContainerStatsResponse::decode(unframed(&body)).unwrap();
+    assert_eq!(answer.stats.len(), 50);
+    assert_eq!(router.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let (status, _, _) = through_layer(&crius, &router, "ListContainerStats", &request, true).await;
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    assert_eq!(router.0.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
