@@ -4,10 +4,10 @@
 //! `ContainerStats` messages first copies each container's labels and annotations into fresh
 //! hash maps, only for the encoder to read them once and drop them: on a node with 1000
 //! kubelet-labelled containers, about a megabyte of maps per call, and as much again in the
-//! encoder's growing buffer. Here the same bytes are written from borrowed attributes: whole,
-//! into one buffer of the exact size ([`encode_list`]), or in pieces whose lengths are known
-//! before they are written ([`encoded_len`], [`encode`]), so a server can send the answer's
-//! length first and encode the rest as it goes. The answer decodes as the generated
+//! encoder's growing buffer. Here the same bytes are written from borrowed attributes, in
+//! pieces whose lengths are known before they are written ([`encoded_len`], [`encode`]), so
+//! a server can size its buffers exactly, send the answer's length first and encode the rest
+//! as it goes. The answer decodes as the generated
 //! `ListContainerStatsResponse`.
 
 use std::collections::BTreeMap;
@@ -94,9 +94,9 @@ impl<'a> Entry<'a> {
         Entry { attributes, usage }
     }
 
-    /// The encoded `ContainerStats`' length, without key or length prefix.
-    fn body_len(&self) -> usize {
-        let attributes = self.attributes.encoded_len();
+    /// The encoded `ContainerStats`' length, without key or length prefix, for attributes of
+    /// `attributes` bytes.
+    fn body_len(&self, attributes: usize) -> usize {
         encoding::key_len(FIRST_FIELD)
             + encoding::encoded_len_varint(attributes as u64)
             + attributes
@@ -105,15 +105,16 @@ impl<'a> Entry<'a> {
 
     /// The bytes this entry adds to the answer.
     fn encoded_len(&self) -> usize {
-        let body = self.body_len();
+        let body = self.body_len(self.attributes.encoded_len());
         encoding::key_len(FIRST_FIELD) + encoding::encoded_len_varint(body as u64) + body
     }
 
     fn encode(&self, buf: &mut impl BufMut) {
+        let attributes = self.attributes.encoded_len();
         encoding::encode_key(FIRST_FIELD, WireType::LengthDelimited, buf);
-        encoding::encode_varint(self.body_len() as u64, buf);
+        encoding::encode_varint(self.body_len(attributes) as u64, buf);
         encoding::encode_key(FIRST_FIELD, WireType::LengthDelimited, buf);
-        encoding::encode_varint(self.attributes.encoded_len() as u64, buf);
+        encoding::encode_varint(attributes as u64, buf);
         self.attributes.encode_raw(buf);
         self.usage.encode_raw(buf);
     }
@@ -130,20 +131,6 @@ pub fn encode<'a>(entries: impl IntoIterator<Item = Entry<'a>>, buf: &mut impl B
     for entry in entries {
         entry.encode(buf);
     }
-}
-
-/// The encoded `ListContainerStatsResponse` of the entries `entries()` yields, written into
-/// one buffer of the exact size. `entries` is called twice (once to size the buffer, once to
-/// write it) and must yield the same entries both times.
-pub fn encode_list<'a, I>(entries: impl Fn() -> I) -> Vec<u8>
-where
-    I: Iterator<Item = Entry<'a>>,
-{
-    let len = encoded_len(entries());
-    let mut buf = Vec::with_capacity(len);
-    encode(entries(), &mut buf);
-    debug_assert_eq!(buf.len(), len);
-    buf
 }
 
 fn string_len(tag: u32, value: &str) -> usize {
@@ -196,6 +183,18 @@ mod tests {
         ContainerAttributes, ContainerMetadata, CpuUsage, FilesystemIdentifier, FilesystemUsage,
         ListContainerStatsResponse, MemoryUsage, UInt64Value,
     };
+
+    /// The whole answer of the entries `entries()` yields, sized first, then written.
+    fn encode_list<'a, I>(entries: impl Fn() -> I) -> Vec<u8>
+    where
+        I: Iterator<Item = Entry<'a>>,
+    {
+        let len = encoded_len(entries());
+        let mut buf = Vec::with_capacity(len);
+        encode(entries(), &mut buf);
+        assert_eq!(buf.len(), len);
+        buf
+    }
 
     struct Record {
         id: String,
