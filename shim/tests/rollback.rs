@@ -553,11 +553,13 @@ async fn an_oversized_list_request_is_out_of_range_and_reaches_nothing() {
     let crius = crius(fake.clone(), dir.path());
     let router = Router::default();
     let message = vec![0u8; shim::server::MAX_MESSAGE_BYTES + 1];
-    let (status, body, grpc_status) =
-        through_layer(&crius, &router, "ListContainers", &message, false).await;
-    assert_eq!(status, http::StatusCode::OK);
-    assert_eq!(grpc_status.as_deref(), Some("11"), "OutOfRange");
-    assert!(body.is_empty());
+    for method in ["ListContainers", "ListContainerStats"] {
+        let (status, body, grpc_status) =
+            through_layer(&crius, &router, method, &message, false).await;
+        assert_eq!(status, http::StatusCode::OK, "{method}");
+        assert_eq!(grpc_status.as_deref(), Some("11"), "{method}: OutOfRange");
+        assert!(body.is_empty(), "{method}");
+    }
     assert_eq!(router.0.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
