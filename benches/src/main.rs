@@ -6,6 +6,7 @@
 //! containerd's built-in CRI itself (root), which also gives crius's RSS, CPU time and restart
 //! (recovery) time. `scripts/bench` is the usual way in.
 
+mod bare;
 mod floor;
 mod machine;
 mod measure;
@@ -457,8 +458,8 @@ async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
         .iter()
         .filter(|rpc| args.only.is_empty() || args.only.iter().any(|o| o == *rpc))
     {
-        let (latencies, elapsed) = if *rpc == target::FLOOR {
-            measure_floor(&t.clients, args.duration).await
+        let (latencies, elapsed) = if target::stands_in(rpc) {
+            measure_stand_in(&t.clients, rpc, args.duration).await
         } else {
             target::measure_read(&t.clients, &snapshot, rpc, args.duration).await
         };
@@ -466,19 +467,31 @@ async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
     }
 }
 
-/// `ListContainers(floor)`: the endpoint's ListContainers answer, as long as it is now, moved
-/// over a bare socket pair for `duration` (see `floor.rs`). A failure is the row's error.
-async fn measure_floor(clients: &target::Clients, duration: Duration) -> (Latencies, Duration) {
+/// `ListContainers(floor)` and `ListContainers(bare)`: the endpoint's ListContainers answer,
+/// as long as it is now, moved over a bare socket pair (see `floor.rs`) or sent by a bare
+/// gRPC server (see `bare.rs`) for `duration`. A failure is the row's error.
+async fn measure_stand_in(
+    clients: &target::Clients,
+    rpc: &str,
+    duration: Duration,
+) -> (Latencies, Duration) {
     let measured = async {
         let len = target::list_containers_len(clients)
             .await
             .map_err(|s| anyhow::anyhow!("ListContainers: {}", target::status_text(&s)))?;
-        eprintln!(
-            "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
-        );
-        tokio::task::spawn_blocking(move || floor::transfer(len, duration))
-            .await
-            .context("the transfer's thread")?
+        if rpc == target::FLOOR {
+            eprintln!(
+                "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
+            );
+            tokio::task::spawn_blocking(move || floor::transfer(len, duration))
+                .await
+                .context("the transfer's thread")?
+        } else {
+            eprintln!(
+                "bench: the ListContainers answer is {len} bytes; sending them from a bare gRPC server"
+            );
+            bare::measure(len, duration).await
+        }
     };
     measured.await.unwrap_or_else(|e| {
         let mut failed = Latencies::new();

@@ -361,7 +361,7 @@ impl Report {
                 for e in &others {
                     // Two bare transfers of different lengths say nothing of the endpoints.
                     let cell = match (find(e), find(&self.reference)) {
-                        _ if rpc == crate::target::FLOOR => "-".to_string(),
+                        _ if crate::target::stands_in(rpc) => "-".to_string(),
                         (Some(a), Some(b))
                             if a.count > 0 && b.count > 0 && b.p50_us > 0.0 && b.p99_us > 0.0 =>
                         {
