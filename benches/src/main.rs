@@ -293,11 +293,7 @@ async fn run(args: Args) -> Result<()> {
             }
             // CPU time of each endpoint's process while its own calls ran.
             let mut cpu_phase = vec![0.0; targets.len()];
-            for (i, t) in targets.iter().enumerate() {
-                let before = cpu(i);
-                measure_reads(&args, t, n, &mut report).await;
-                cpu_phase[i] += cpu(i) - before;
-            }
+            measure_reads(&args, &targets, n, &mut report, &cpu, &mut cpu_phase).await;
             measure_lifecycle(&args, &targets, n, &mut report, &cpu, &mut cpu_phase).await;
             let mut rss_after_load = vec![None; targets.len()];
             for (i, t) in targets.iter().enumerate() {
@@ -436,8 +432,8 @@ async fn measure_pulls(
             .join(", ")
     );
     let report = pull::measure(containerd, &endpoints, rounds).await;
-    // The pulls leave ~1 GB of dirty pages (layers, snapshots, removals); the reads that
-    // follow measure crius first, so it would pay for their writeback alone. Flush first.
+    // The pulls leave ~1 GB of dirty pages (layers, snapshots, removals); the first reads
+    // that follow would pay for their writeback alone. Flush first.
     let flushed = Instant::now();
     match tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await {
         Ok(Ok(status)) if status.success() => eprintln!(
@@ -450,20 +446,40 @@ async fn measure_pulls(
     report
 }
 
-/// The hot reads of one endpoint, each called back to back for `--duration`.
-async fn measure_reads(args: &Args, t: &Target, n: usize, report: &mut Report) {
-    eprintln!("bench: {} at N={n}: reads", t.name);
-    let snapshot = t.snapshot();
-    for rpc in HOT_READS
+/// The hot reads, each called back to back for `--duration` on one endpoint, then on the
+/// next. The endpoints take turns read by read, in an order that flips with every read, so
+/// that what the machine is still doing from before (the last endpoint's populating, the
+/// pulls' writeback) weighs on each alike rather than on whichever went first. `cpu(i)` is
+/// the CPU time of endpoint `i`'s process so far; its reads' cost is added to `cpu_phase[i]`.
+async fn measure_reads(
+    args: &Args,
+    targets: &[Target],
+    n: usize,
+    report: &mut Report,
+    cpu: &dyn Fn(usize) -> f64,
+    cpu_phase: &mut [f64],
+) {
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    eprintln!(
+        "bench: N={n}: reads, endpoints taking turns read by read ({})",
+        names.join(", ")
+    );
+    let snapshots: Vec<target::Snapshot> = targets.iter().map(Target::snapshot).collect();
+    let rpcs = HOT_READS
         .iter()
-        .filter(|rpc| args.only.is_empty() || args.only.iter().any(|o| o == *rpc))
-    {
-        let (latencies, elapsed) = if target::stands_in(rpc) {
-            measure_stand_in(&t.clients, rpc, args.duration).await
-        } else {
-            target::measure_read(&t.clients, &snapshot, rpc, args.duration).await
-        };
-        report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
+        .filter(|rpc| args.only.is_empty() || args.only.iter().any(|o| o == *rpc));
+    for (turn, rpc) in rpcs.enumerate() {
+        for i in turn_order(turn, targets.len()) {
+            let t = &targets[i];
+            let before = cpu(i);
+            let (latencies, elapsed) = if target::stands_in(rpc) {
+                measure_stand_in(&t.clients, rpc, args.duration).await
+            } else {
+                target::measure_read(&t.clients, &snapshots[i], rpc, args.duration).await
+            };
+            cpu_phase[i] += cpu(i) - before;
+            report.rows.push(latencies.row(n, &t.name, rpc, elapsed));
+        }
     }
 }
 
