@@ -10,13 +10,16 @@
 //! endpoint could take for this answer with this client.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt as _;
 use tonic::body::Body;
 
 use crate::measure::Latencies;
@@ -62,9 +65,12 @@ async fn serve_and_measure(
     let mut calls = 0;
     while begin.elapsed() < duration || calls < 3 {
         let t = Instant::now();
-        let len = target::list_containers_len(&clients)
-            .await
-            .map_err(|s| anyhow::anyhow!("ListContainers: {}", target::status_text(&s)))?;
+        let len = target::list_containers_len(&clients).await.map_err(|s| {
+            anyhow::anyhow!(
+                "ListContainers from the bare server (call {calls}): {}",
+                target::status_text(&s)
+            )
+        })?;
         latencies.record(t.elapsed());
         anyhow::ensure!(
             len == message_len,
@@ -165,21 +171,31 @@ impl tonic::server::NamedService for Answer {
 impl tower::Service<http::Request<Body>> for Answer {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<http::Response<Body>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The request is dropped unread: the answer does not depend on it. Any other path
-        // is a mistake in the bench, answered as gRPC would answer an unknown method.
-        let response = if request.uri().path() == LIST_CONTAINERS {
-            self.response()
-        } else {
-            tonic::Status::unimplemented(request.uri().path().to_string()).into_http()
-        };
-        std::future::ready(Ok(response))
+        let answer = self.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            // The request is read to its end, as an endpoint reads it, though the answer does
+            // not depend on it: a server that answers before the request's end has HTTP/2
+            // reset the request stream, and a client still reading a long answer may take
+            // that reset as an error on the answer.
+            if let Err(e) = request.into_body().collect().await {
+                return Ok(tonic::Status::internal(format!("reading the request: {e}")).into_http());
+            }
+            // Any other path is a mistake in the bench, answered as gRPC answers an unknown
+            // method.
+            Ok(if path == LIST_CONTAINERS {
+                answer.response()
+            } else {
+                tonic::Status::unimplemented(path).into_http()
+            })
+        })
     }
 }
 

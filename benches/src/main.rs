@@ -492,9 +492,12 @@ async fn measure_stand_in(
     duration: Duration,
 ) -> (Latencies, Duration) {
     let measured = async {
-        let len = target::list_containers_len(clients)
-            .await
-            .map_err(|s| anyhow::anyhow!("ListContainers: {}", target::status_text(&s)))?;
+        let len = target::list_containers_len(clients).await.map_err(|s| {
+            anyhow::anyhow!(
+                "the endpoint's ListContainers, for its length: {}",
+                target::status_text(&s)
+            )
+        })?;
         if rpc == target::FLOOR {
             eprintln!(
                 "bench: the ListContainers answer is {len} bytes; moving them over a bare socket pair"
