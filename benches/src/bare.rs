@@ -25,10 +25,6 @@ use tonic::body::Body;
 use crate::measure::Latencies;
 use crate::target::{self, Clients};
 
-/// The one method the bare server has: ListContainers's path, so the client sends exactly
-/// what it sends an endpoint.
-const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
-
 /// Serves a `message_len`-byte answer, times calls to it for `duration`, then stops the
 /// server and removes its socket.
 pub async fn measure(message_len: usize, duration: Duration) -> Result<(Latencies, Duration)> {
@@ -188,9 +184,10 @@ impl tower::Service<http::Request<Body>> for Answer {
             if let Err(e) = request.into_body().collect().await {
                 return Ok(tonic::Status::internal(format!("reading the request: {e}")).into_http());
             }
-            // Any other path is a mistake in the bench, answered as gRPC answers an unknown
-            // method.
-            Ok(if path == LIST_CONTAINERS {
+            // ListContainers is the one method the bare server has, so the client sends exactly
+            // what it sends an endpoint; any other path is a mistake in the bench, answered as
+            // gRPC answers an unknown method.
+            Ok(if path == target::LIST_CONTAINERS_PATH {
                 answer.response()
             } else {
                 tonic::Status::unimplemented(path).into_http()

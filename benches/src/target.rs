@@ -558,11 +558,14 @@ pub fn stands_in(rpc: &str) -> bool {
     rpc == FLOOR || rpc == BARE
 }
 
+/// ListContainers's gRPC path.
+pub const LIST_CONTAINERS_PATH: &str = "/runtime.v1.RuntimeService/ListContainers";
+
 /// The length in bytes of the endpoint's unfiltered ListContainers answer, as sent.
 pub async fn list_containers_len(clients: &Clients) -> std::result::Result<usize, tonic::Status> {
     wire::call(
         &clients.channel,
-        "/runtime.v1.RuntimeService/ListContainers",
+        LIST_CONTAINERS_PATH,
         cri::ListContainersRequest { filter: None },
     )
     .await
