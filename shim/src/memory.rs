@@ -44,6 +44,21 @@ pub fn note_answer(len: usize) {
 /// left free once a second; a last trim follows a second after the last of them, when its
 /// buffers are gone too, so a node that just stopped being listed is not left at its peak.
 pub fn note_large_answer() {
+    wake_trimmer();
+}
+
+/// Note that a container or a pod was removed. Its records, encoded entries and labels go
+/// back to the heap in pieces among live ones, and no large answer may follow to trim them
+/// (the lists shrink as the node empties): a trim a second after the last removal of a
+/// burst returns them. A node filled with 1000 containers and emptied again, cycle after
+/// cycle, left crius at rest with 11.1–11.3 MiB of anonymous memory without this trim
+/// (four cycles) and 6.4–7.0 MiB with it (three; RSS 22.0 against 17.3–18.0 MiB).
+pub fn note_removal() {
+    wake_trimmer();
+}
+
+/// Count a note and wake the trimming task (started on first use).
+fn wake_trimmer() {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -61,13 +76,13 @@ pub fn note_large_answer() {
             .as_ref()
             .is_none_or(tokio::task::JoinHandle::is_finished)
         {
-            *task = Some(runtime.spawn(trim_after_answers(&TRIMMER)));
+            *task = Some(runtime.spawn(trim_after_notes(&TRIMMER)));
         }
     }
     TRIMMER.wake.notify_one();
 }
 
-/// The background trims behind [`note_large_answer`].
+/// The background trims behind [`note_large_answer`] and [`note_removal`].
 struct Trimmer {
     /// Large answers noted so far.
     notes: std::sync::atomic::AtomicU64,
@@ -75,17 +90,18 @@ struct Trimmer {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Trims made by [`trim_after_answers`].
+/// Trims made by [`trim_after_notes`].
 static TRIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-async fn trim_after_answers(trimmer: &'static Trimmer) {
+async fn trim_after_notes(trimmer: &'static Trimmer) {
     use std::sync::atomic::Ordering;
-    // Answers noted before the last trim began its wait: theirs were sent when it ran.
+    // Notes (answers, removals) made before the last trim began its wait: their memory was
+    // freed when it ran.
     let mut covered = 0;
     loop {
         trimmer.wake.notified().await;
         if trimmer.notes.load(Ordering::SeqCst) == covered {
-            // A wake-up left from answers the last trim covered.
+            // A wake-up left from notes the last trim covered.
             continue;
         }
         loop {
@@ -110,7 +126,7 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
-    async fn a_trim_follows_large_answers_once_a_second_and_after_the_last() {
+    async fn a_trim_follows_large_answers_and_removals_once_a_second_and_after_the_last() {
         let trims = || TRIMS.load(Ordering::SeqCst);
         let before = trims();
         note_large_answer();
@@ -138,5 +154,10 @@ mod tests {
         assert!((2..=4).contains(&made), "{made} trims for a 2 s burst");
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(trims() - burst, made, "no trims once the answers stopped");
+        // A removal is followed by a trim the same way.
+        let removed = trims();
+        note_removal();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(trims() - removed, 1, "one trim a second after a removal");
     }
 }

@@ -541,6 +541,7 @@ impl Crius {
         self.records.remove(CONTAINER_SPECS, &id)?;
         self.store.containers.remove(&id);
         self.store.names.release(&container.meta.name, &id);
+        crate::memory::note_removal();
         Ok(())
     }
 

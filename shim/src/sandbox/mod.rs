@@ -322,6 +322,7 @@ impl Crius {
         self.records.remove(SANDBOXES, &id)?;
         self.store.sandboxes.remove(&id);
         self.store.names.release(&sandbox.meta.name, &id);
+        crate::memory::note_removal();
         Ok(())
     }
 
