@@ -84,7 +84,7 @@ fn wake_trimmer() {
 
 /// The background trims behind [`note_large_answer`] and [`note_removal`].
 struct Trimmer {
-    /// Large answers noted so far.
+    /// Notes so far (large answers, removals).
     notes: std::sync::atomic::AtomicU64,
     wake: tokio::sync::Notify,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
