@@ -6,8 +6,8 @@
 //! the other, written as HTTP/2 would send it to a client that keeps HTTP/2's default frame
 //! size (a 9-byte frame header and up to 16 KiB of payload per write). No gRPC, no HTTP/2
 //! state, no async runtime, no endpoint. It is timed like `ListContainers(wire)`, from the
-//! request to the answer's last byte, in its turn among that endpoint's reads (right after
-//! that row), so it tells what moving those bytes cost this machine in those seconds.
+//! request to the answer's last byte, in the round of turns right after that row's, so it
+//! tells what moving those bytes cost this machine in those seconds.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
