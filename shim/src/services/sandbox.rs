@@ -117,10 +117,18 @@ pub fn status(
         });
         info.insert("info".to_string(), verbose.to_string());
     }
+    // kubelet's evented PLEG takes the pod's containers from `containers_statuses` whenever
+    // `timestamp` is set: an answer with a timestamp must list every container of the pod,
+    // or kubelet sees none and creates them again on every sync.
+    let containers_statuses = crius
+        .containers_of(&sandbox.meta.id)
+        .iter()
+        .map(|container| super::container::status_of(container))
+        .collect();
     Ok(cri::PodSandboxStatusResponse {
         status: Some(status_of(&sandbox)),
         info,
-        containers_statuses: Vec::new(),
+        containers_statuses,
         timestamp: crate::runtime::now_nanos(),
     })
 }
