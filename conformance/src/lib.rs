@@ -5,5 +5,7 @@
 pub mod cases;
 pub mod harness;
 pub mod images;
+pub mod pins;
 pub mod reference;
 pub mod runner;
+pub mod verdict;

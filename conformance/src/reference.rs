@@ -103,7 +103,7 @@ pub async fn wait_network_ready(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("the reference did not report NetworkReady within 30s: {status:?}");
+            bail!("the endpoint did not report NetworkReady within 30s: {status:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -849,13 +849,10 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
     for id in [&sandbox, &running, &created] {
         assert!(!mounts.contains(id.as_str()), "a mount of {id} is left");
-        for controller in ["memory", "cpu", "pids"] {
-            let cgroup = std::path::Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join("crius")
-                .join(id);
-            assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
-        }
+        // Every hierarchy: each v1 controller and the unified one, at any depth.
+        let cgroups =
+            conformance::harness::util::cgroups_named(std::path::Path::new("/sys/fs/cgroup"), id)?;
+        assert!(cgroups.is_empty(), "cgroups of {id} are left: {cgroups:?}");
     }
     for dir in [
         env.crius.state().join("sandboxes"),
@@ -865,9 +862,7 @@ async fn state_survives_sigkill_and_nothing_leaks_after_removal() -> Result<()> 
         specs,
         attachments,
     ] {
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let leftovers = conformance::harness::util::entries_of(&dir)?;
         assert!(leftovers.is_empty(), "state left: {leftovers:?}");
     }
     Ok(())

@@ -14,7 +14,7 @@ use conformance::harness::containerd::{Containerd, ContainerdOptions, NetworkInf
 use conformance::harness::crius::Crius;
 use conformance::harness::images::Images;
 use conformance::harness::pods;
-use conformance::harness::util::mounts_under;
+use conformance::harness::util::{entries_of, mounts_under};
 use conformance::runner::connect;
 use cri_api::v1 as cri;
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
@@ -57,10 +57,9 @@ struct Leftovers {
     veths_on_bridge: usize,
 }
 
-fn count_entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| d.flatten().count())
-        .unwrap_or(0)
+/// Entries of `dir`; a missing directory fails the check (see `entries_of`).
+fn count_entries(dir: &Path) -> Result<usize> {
+    Ok(entries_of(dir)?.len())
 }
 
 impl Env {
@@ -120,21 +119,25 @@ impl Env {
 
     fn leftovers(&self, net: Option<&NetworkInfo>, ipam_dir: &Path) -> Result<Leftovers> {
         let netns = self.crius.state().join("netns");
-        let allocated_ips = std::fs::read_dir(ipam_dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().parse::<IpAddr>().is_ok())
-                    .count()
+        let allocated_ips = entries_of(ipam_dir)?
+            .iter()
+            .filter(|e| {
+                e.file_name()
+                    .is_some_and(|n| n.to_string_lossy().parse::<IpAddr>().is_ok())
             })
-            .unwrap_or(0);
+            .count();
+        let veths_on_bridge = match net {
+            Some(n) => {
+                count_entries(&PathBuf::from("/sys/class/net").join(&n.bridge).join("brif"))?
+            }
+            None => 0,
+        };
         Ok(Leftovers {
-            netns_files: count_entries(&netns),
+            netns_files: count_entries(&netns)?,
             netns_mounts: mounts_under(&netns)?.len(),
-            cni_records: count_entries(&self.crius.state().join("cni-results")),
+            cni_records: count_entries(&self.crius.state().join("cni-results"))?,
             allocated_ips,
-            veths_on_bridge: net.map_or(0, |n| {
-                count_entries(&PathBuf::from("/sys/class/net").join(&n.bridge).join("brif"))
-            }),
+            veths_on_bridge,
         })
     }
 
@@ -706,7 +709,7 @@ async fn default_network_on_a_bare_machine() -> Result<()> {
         let ipam = env.crius.state().join("cni-ipam").join("crius-default");
         assert_eq!(env.leftovers(None, &ipam)?, Leftovers::default());
         ensure!(
-            count_entries(&Path::new("/sys/class/net").join(BRIDGE).join("brif")) == 0,
+            count_entries(&Path::new("/sys/class/net").join(BRIDGE).join("brif"))? == 0,
             "veth left on {BRIDGE}"
         );
         Ok(())

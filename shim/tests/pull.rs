@@ -474,11 +474,8 @@ async fn concurrent_pulls_share_one_download() -> Result<()> {
         );
     }
     layers_recorded(&env, &large.layers)?;
-    ensure!(
-        scratch_files(&env).is_empty(),
-        "scratch files left: {:?}",
-        scratch_files(&env)
-    );
+    let scratch = scratch_files(&env)?;
+    ensure!(scratch.is_empty(), "scratch files left: {scratch:?}");
 
     // A second pull of a present image fetches no layer again.
     let again = Instant::now();
@@ -592,10 +589,8 @@ fn layers_recorded(env: &Env, layers: &[String]) -> Result<()> {
 }
 
 /// Files crius left in its scratch directory in containerd's content root.
-fn scratch_files(env: &Env) -> Vec<std::ffi::OsString> {
-    std::fs::read_dir(env.containerd.scratch_dir(NAMESPACE))
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default()
+fn scratch_files(env: &Env) -> Result<Vec<std::path::PathBuf>> {
+    conformance::harness::util::entries_of(&env.containerd.scratch_dir(NAMESPACE))
 }
 
 /// Wrong credentials, a missing tag, a closed port, a registry that never answers and a
@@ -718,9 +713,7 @@ async fn pull_errors_are_distinct_and_leave_nothing_behind() -> Result<()> {
         .containerd
         .root()
         .join("io.containerd.content.v1.content/ingest");
-    let ingests: Vec<_> = std::fs::read_dir(&ingest)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let ingests = conformance::harness::util::entries_of(&ingest)?;
     assert!(ingests.is_empty(), "no ingests: {ingests:?}");
     // Nothing stays in containerd's blob directory or in crius's scratch directory: the
     // corrupted layer was never linked, the good one went with the lease.
@@ -728,11 +721,8 @@ async fn pull_errors_are_distinct_and_leave_nothing_behind() -> Result<()> {
         let blob = env.containerd.blob_path(layer);
         assert!(!blob.exists(), "{} must not stay", blob.display());
     }
-    assert!(
-        scratch_files(&env).is_empty(),
-        "scratch files left: {:?}",
-        scratch_files(&env)
-    );
+    let scratch = scratch_files(&env)?;
+    assert!(scratch.is_empty(), "scratch files left: {scratch:?}");
     assert!(
         env.ctr_lines(&["leases", "ls", "-q"])?.is_empty(),
         "no leases"

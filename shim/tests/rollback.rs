@@ -109,10 +109,12 @@ async fn a_failed_sandbox_start_removes_the_pause_container_and_frees_the_name()
         "nothing left in the backend"
     );
     assert!(crius.store.sandboxes.is_empty());
-    let sandbox_dirs = std::fs::read_dir(dir.path().join("root/sandboxes"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(sandbox_dirs, 0, "no files left behind");
+    let sandbox_dirs = conformance::harness::util::entries_of(&dir.path().join("root/sandboxes"))
+        .expect("crius keeps its sandbox directory");
+    assert!(
+        sandbox_dirs.is_empty(),
+        "files left behind: {sandbox_dirs:?}"
+    );
 
     // The name is free again: the retry succeeds once the backend works.
     fake.failing.lock().unwrap().clear();

@@ -58,6 +58,8 @@ pub struct Crius {
     sock: PathBuf,
     networks: Mutex<Vec<CniNetwork>>,
     down: bool,
+    /// SIGTERMs that did not end in a clean exit (reported by [`Crius::shutdown`]).
+    unclean_stops: Vec<String>,
 }
 
 impl Crius {
@@ -132,6 +134,7 @@ impl Crius {
             sock,
             networks: Mutex::new(Vec::new()),
             down: false,
+            unclean_stops: Vec::new(),
         };
         if let Err(e) = c.spawn() {
             let _ = c.shutdown();
@@ -167,6 +170,14 @@ impl Crius {
             },
         );
         res.map_err(|e| e.context(format!("crius log tail:\n{}", util::log_tail(&log, 40))))
+    }
+
+    /// Sets (`Some`) or clears (`None`) an environment variable for crius's next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     /// `unix://<dir>/crius.sock`.
@@ -242,12 +253,25 @@ impl Crius {
         Ok(())
     }
 
-    /// SIGTERM and wait (SIGKILL after 30 s). Returns the exit status.
+    /// SIGTERM and wait (SIGKILL after 30 s). Returns the exit status. crius promises exit 0
+    /// on SIGTERM: any other exit of a crius that was running is kept, and
+    /// [`Crius::shutdown`] fails with it.
     pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
-        match self.daemon.take() {
-            Some(mut d) => Ok(Some(d.terminate(Duration::from_secs(30))?)),
-            None => Ok(None),
+        let Some(mut daemon) = self.daemon.take() else {
+            return Ok(None);
+        };
+        let was_running = daemon.is_running();
+        let status = daemon.terminate(Duration::from_secs(30))?;
+        if was_running && !status.success() {
+            self.unclean_stops
+                .push(format!("crius exited with {status} on SIGTERM"));
         }
+        Ok(Some(status))
+    }
+
+    /// The lines of crius's log (all of its runs) that report a panic.
+    pub fn panics_in_log(&self) -> Result<Vec<String>> {
+        Ok(panic_lines(&self.log()?))
     }
 
     /// Stops crius if it runs (SIGTERM), then starts it again with the same flags and dirs.
@@ -271,6 +295,17 @@ impl Crius {
         let dir = self.dir.path().to_path_buf();
         if let Err(e) = self.stop() {
             errors.push(format!("stopping crius: {e:#}"));
+        }
+        errors.append(&mut self.unclean_stops);
+        match self.panics_in_log() {
+            Ok(panics) if panics.is_empty() => {}
+            Ok(panics) => errors.push(format!(
+                "crius panicked ({} in its log):\n{}",
+                panics.len(),
+                panics.join("\n")
+            )),
+            // crius writes its log from its first start, so a missing log is a harness fault.
+            Err(e) => errors.push(format!("scanning crius's log for panics: {e:#}")),
         }
         if let Err(e) = kill_processes_mentioning(&format!("{}/", dir.display())) {
             errors.push(format!("killing leftover processes: {e:#}"));
@@ -296,10 +331,39 @@ impl Crius {
     }
 }
 
+/// A test that let its `Crius` go without calling [`Crius::shutdown`] still fails when crius
+/// stopped uncleanly or panicked (unless the test is already failing).
 impl Drop for Crius {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            eprintln!("harness: {e:#}");
+            if std::thread::panicking() {
+                eprintln!("harness: {e:#}");
+            } else {
+                panic!("harness: {e:#}");
+            }
         }
+    }
+}
+
+/// The lines of a crius log that report a panic (Rust's `thread '…' panicked at …`).
+fn panic_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains("panicked at"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_lines_finds_rust_panics_only() {
+        let log = "2026-12-07T20:00:00Z INFO crius: serving\n\
+                   thread 'tokio-runtime-worker' panicked at shim/src/x.rs:1:2:\n\
+                   boom\n\
+                   2026-12-07T20:00:01Z INFO crius: container panicked-pod started\n";
+        assert_eq!(
+            super::panic_lines(log),
+            vec!["thread 'tokio-runtime-worker' panicked at shim/src/x.rs:1:2:".to_owned()]
+        );
     }
 }

@@ -607,6 +607,61 @@ fn cgroup_dirs(pid: u32) -> BTreeSet<PathBuf> {
     out
 }
 
+// ------------------------------------------------------------------ leftovers
+
+/// The entries of `dir`, for a leftover check. A missing directory is an error, not "nothing
+/// left": a check that reads the wrong path must fail rather than pass.
+pub fn entries_of(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read =
+        fs::read_dir(dir).with_context(|| format!("leftover check: reading {}", dir.display()))?;
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry.with_context(|| format!("leftover check: reading {}", dir.display()))?;
+        entries.push(entry.path());
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// Every cgroup directory, in every hierarchy mounted under `root` (each cgroup v1
+/// controller, `unified`, or the cgroup v2 root itself), whose name contains `fragment`
+/// (a container or sandbox id). Fails when `root` holds no hierarchy at all.
+pub fn cgroups_named(root: &Path, fragment: &str) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    let mut walked = 0usize;
+    while let Some(dir) = pending.pop() {
+        let Ok(read) = fs::read_dir(&dir) else {
+            // A cgroup can vanish while it is walked.
+            continue;
+        };
+        walked += 1;
+        for entry in read.flatten() {
+            // Controller mounts are directories; a symlink such as `cpu -> cpu,cpuacct` is
+            // the same hierarchy again and not followed.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().contains(fragment) {
+                found.push(path.clone());
+            }
+            pending.push(path);
+        }
+    }
+    if walked == 0 {
+        bail!(
+            "leftover check: no cgroup hierarchy under {}",
+            root.display()
+        );
+    }
+    found.sort();
+    Ok(found)
+}
+
 // ------------------------------------------------------------------ mounts
 
 /// Mount points at or below `dir` in this mount namespace, in mount order.
@@ -672,6 +727,39 @@ pub fn unmount_all_under(dir: &Path) -> Result<()> {
         Ok(())
     } else {
         bail!("still mounted after unmounting: {left:?}")
+    }
+}
+
+#[cfg(test)]
+mod leftover_tests {
+    #[test]
+    fn entries_of_a_missing_directory_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("crius-missing-{}", super::random_hex(8)));
+        let error = super::entries_of(&dir).expect_err("a missing directory must not pass");
+        assert!(format!("{error:#}").contains("leftover check"));
+    }
+
+    #[test]
+    fn cgroups_named_walks_every_hierarchy() -> anyhow::Result<()> {
+        let root = std::env::temp_dir().join(format!("crius-cg-{}", super::random_hex(8)));
+        for dir in [
+            "memory/crius/abc123",
+            "cpu,cpuacct/kubepods/pod/abc123",
+            "unified/x",
+        ] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        let found = super::cgroups_named(&root, "abc123")?;
+        std::fs::remove_dir_all(&root)?;
+        assert_eq!(
+            found,
+            vec![
+                root.join("cpu,cpuacct/kubepods/pod/abc123"),
+                root.join("memory/crius/abc123")
+            ]
+        );
+        assert!(super::cgroups_named(&root, "abc123").is_err());
+        Ok(())
     }
 }
 

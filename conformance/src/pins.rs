@@ -1,0 +1,182 @@
+//! The cases each endpoint is expected to skip, each with its reason. The suite's verdict
+//! (`crate::verdict`) fails on any other skip, and on a pinned case that no longer skips: a
+//! feature that lands removes its pins in the same change.
+
+use crate::verdict::Pin;
+
+const STREAMING: &str =
+    "Exec, Attach and PortForward answer Unimplemented until the streaming issue lands";
+const EVENTS: &str = "GetContainerEvents answers Unimplemented until the events issue lands";
+const METRICS: &str =
+    "the CRI metrics RPCs answer Unimplemented until the events + metrics issue lands";
+const CHECKPOINT: &str = "CheckpointContainer needs CRIU, which neither runtime here has";
+const RUNC_1_1_RRO: &str =
+    "runc 1.1 on this machine has no recursive read-only mounts (rro needs runc >= 1.2)";
+const RUNC_1_1_USERNS: &str =
+    "runc 1.1 on this machine has no idmapped mounts, so no user-namespaced pods";
+const CONTAINERD_1_6_NO_EVENTS: &str = "containerd 1.6 does not implement GetContainerEvents";
+const CONTAINERD_1_6_UNKNOWN_METHOD: &str = "containerd 1.6 predates this RPC";
+const CONTAINERD_1_6_NO_FIELD: &str = "containerd 1.6 predates this field of the CRI";
+
+/// crius on containerd.
+pub const CRIUS_CONTAINERD_SKIPS: &[Pin] = &[
+    Pin {
+        case: "[container] CheckpointContainer of an unknown container fails",
+        reason: CHECKPOINT,
+    },
+    Pin {
+        case: "[container] CheckpointContainer writes a checkpoint archive of a running container",
+        reason: CHECKPOINT,
+    },
+    Pin {
+        case: "[container] recursive read-only mounts make submounts read-only too",
+        reason: RUNC_1_1_RRO,
+    },
+    Pin {
+        case: "[events] GetContainerEvents reports created, started, stopped and deleted in order",
+        reason: EVENTS,
+    },
+    Pin {
+        case: "[events] container events carry the pod sandbox status and the container's status",
+        reason: EVENTS,
+    },
+    Pin {
+        case: "[events] every subscriber receives the events",
+        reason: EVENTS,
+    },
+    Pin {
+        case: "[security] a user namespace maps the pod's root to the given host ids",
+        reason: RUNC_1_1_USERNS,
+    },
+    Pin {
+        case: "[stats] ListMetricDescriptors describes metrics by name, help and labels",
+        reason: METRICS,
+    },
+    Pin {
+        case: "[stats] ListPodSandboxMetrics reports described metrics for a running pod",
+        reason: METRICS,
+    },
+    Pin {
+        case: "[stats] StreamPodSandboxMetrics reports the running pod",
+        reason: METRICS,
+    },
+    Pin {
+        case: "[streaming] Attach of an unknown container is NotFound",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] Attach returns an absolute http(s) URL with a token",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] Exec of an unknown container is NotFound",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] Exec returns an absolute http(s) URL with a token",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] Exec with tty and stderr is rejected",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] Exec without stdin, stdout or stderr is rejected",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] PortForward of an unknown sandbox is NotFound",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] PortForward returns an absolute http(s) URL with a token",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] an exec URL works once",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] attach over WebSocket receives the container's output",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] exec over WebSocket: a non-zero exit code is reported",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] exec over WebSocket: stdin reaches the command",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] exec over WebSocket: stdout, stderr and a successful exit",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] port-forward over WebSocket reaches a port in the pod",
+        reason: STREAMING,
+    },
+    Pin {
+        case: "[streaming] the exec URL accepts an SPDY/3.1 upgrade",
+        reason: STREAMING,
+    },
+];
+
+/// containerd 1.6's built-in CRI (the reference). Its documented failures are not pinned here:
+/// each case that has one says so itself (`Case::reference_known_failure`).
+pub const REFERENCE_SKIPS: &[Pin] = &[
+    Pin { case: "[container] CheckpointContainer of an unknown container fails", reason: CHECKPOINT },
+    Pin { case: "[container] CheckpointContainer writes a checkpoint archive of a running container", reason: CHECKPOINT },
+    Pin { case: "[container] ContainerStatus.image_id equals the Image.id of its image", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[container] StreamContainers returns what ListContainers returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[container] recursive read-only mounts make submounts read-only too", reason: RUNC_1_1_RRO },
+    Pin { case: "[container] stop_signal from the config is what StopContainer sends", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[events] GetContainerEvents reports created, started, stopped and deleted in order", reason: CONTAINERD_1_6_NO_EVENTS },
+    Pin { case: "[events] container events carry the pod sandbox status and the container's status", reason: CONTAINERD_1_6_NO_EVENTS },
+    Pin { case: "[events] every subscriber receives the events", reason: CONTAINERD_1_6_NO_EVENTS },
+    Pin { case: "[image] StreamImages returns what ListImages returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[runtime info] RuntimeConfig reports the cgroup driver this node can run", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[runtime info] Status lists the runtime handlers, the default one included", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[sandbox] PodSandboxStatus with a timestamp lists every container of the pod with its state", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[sandbox] StreamPodSandboxes returns what ListPodSandbox returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[sandbox] UpdatePodSandboxResources accepts new resources for a running sandbox", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[sandbox] UpdatePodSandboxResources of an unknown sandbox is NotFound", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[security] ContainerStatus.user reports the process identity", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[security] a user namespace maps the pod's root to the given host ids", reason: RUNC_1_1_USERNS },
+    Pin { case: "[security] supplemental_groups_policy Strict ignores the image's /etc/group", reason: CONTAINERD_1_6_NO_FIELD },
+    Pin { case: "[stats] ListMetricDescriptors describes metrics by name, help and labels", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[stats] ListPodSandboxMetrics reports described metrics for a running pod", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[stats] StreamContainerStats returns what ListContainerStats returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[stats] StreamPodSandboxMetrics reports the running pod", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+    Pin { case: "[stats] StreamPodSandboxStats returns what ListPodSandboxStats returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_pin_names_a_case_once() {
+        let cases: BTreeSet<String> = crate::cases::all().iter().map(|c| c.full_name()).collect();
+        for pins in [super::CRIUS_CONTAINERD_SKIPS, super::REFERENCE_SKIPS] {
+            let mut seen = BTreeSet::new();
+            for pin in pins {
+                assert!(cases.contains(pin.case), "no such case: {}", pin.case);
+                assert!(seen.insert(pin.case), "pinned twice: {}", pin.case);
+            }
+        }
+    }
+
+    #[test]
+    fn no_documented_reference_failure_is_also_pinned() {
+        for case in crate::cases::all() {
+            if case.reference_known_failure.is_some() {
+                let name = case.full_name();
+                assert!(
+                    !super::REFERENCE_SKIPS.iter().any(|p| p.case == name),
+                    "{name} documents its reference failure and is pinned too"
+                );
+            }
+        }
+    }
+}
