@@ -81,7 +81,11 @@ impl Error {
                 BackendError::InvalidArgument(_) => Code::InvalidArgument,
                 BackendError::DeadlineExceeded(_) => Code::DeadlineExceeded,
                 BackendError::Unauthenticated(_) => Code::Unauthenticated,
-                BackendError::Engine { .. } | BackendError::Io { .. } => Code::Internal,
+                // An engine answer crius cannot classify (containerd sends these as Unknown,
+                // e.g. runc failing to start an exec's command) is passed on as Unknown:
+                // Internal would claim that crius itself broke.
+                BackendError::Engine { .. } => Code::Unknown,
+                BackendError::Io { .. } => Code::Internal,
             },
         }
     }

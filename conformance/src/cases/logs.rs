@@ -290,7 +290,15 @@ async fn reopen_exited(ctx: Ctx) -> Result<Outcome> {
     let request = cri::ReopenContainerLogRequest {
         container_id: container.id.clone(),
     };
-    call_err("ReopenContainerLog", ctx.rt().reopen_container_log(request)).await?;
+    let status = call_err("ReopenContainerLog", ctx.rt().reopen_container_log(request)).await?;
+    // CRI: reopening needs a running container: a wrong state.
+    ensure_code_on(
+        &ctx,
+        "ReopenContainerLog(exited)",
+        &status,
+        Code::FailedPrecondition,
+        &[Code::Unknown],
+    )?;
     pass()
 }
 

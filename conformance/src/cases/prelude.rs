@@ -8,7 +8,9 @@ pub use cri_api::v1 as cri;
 pub use tonic::Code;
 
 pub use crate::images;
-pub use crate::runner::check::{call, call_err, describe, ensure_code, ensure_contains};
+pub use crate::runner::check::{
+    call, call_err, describe, ensure_code, ensure_code_on, ensure_contains, ensure_create_fails,
+};
 pub use crate::runner::logs::{self, LogRecord, Stream};
 pub use crate::runner::{
     host, image_spec, skip, strings, Case, Container, Ctx, Group, Outcome, Sandbox,

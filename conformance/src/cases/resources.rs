@@ -310,11 +310,18 @@ async fn update_unknown(ctx: Ctx) -> Result<Outcome> {
         }),
         ..Default::default()
     };
-    call_err(
+    let status = call_err(
         "UpdateContainerResources",
         ctx.rt().update_container_resources(request),
     )
     .await?;
+    ensure_code_on(
+        &ctx,
+        "UpdateContainerResources(unknown)",
+        &status,
+        Code::NotFound,
+        &[Code::NotFound],
+    )?;
     pass()
 }
 

@@ -654,6 +654,14 @@ async fn duplicate_name(ctx: Ctx) -> Result<Outcome> {
         runtime_handler: String::new(),
     };
     let status = call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    // containerd 1.6's name registrar answers "name is reserved" without a code.
+    ensure_code_on(
+        &ctx,
+        "RunPodSandbox(duplicate)",
+        &status,
+        Code::AlreadyExists,
+        &[Code::Unknown],
+    )?;
     // The original keeps running.
     let original = ctx.sandbox_state(&sandbox.id).await?;
     ensure_eq!(
@@ -712,7 +720,15 @@ async fn run_without_metadata(ctx: Ctx) -> Result<Outcome> {
         config: Some(config),
         runtime_handler: String::new(),
     };
-    call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    let status = call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    // api.proto: metadata is required, and the sandbox is named from it.
+    ensure_code_on(
+        &ctx,
+        "RunPodSandbox(no metadata)",
+        &status,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )?;
     pass()
 }
 
@@ -722,7 +738,15 @@ async fn unknown_handler(ctx: Ctx) -> Result<Outcome> {
         config: Some(config),
         runtime_handler: "no-such-handler".into(),
     };
-    call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    let status = call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    // A handler the runtime does not offer (RuntimeStatus lists them) is bad input.
+    ensure_code_on(
+        &ctx,
+        "RunPodSandbox(unknown handler)",
+        &status,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )?;
     pass()
 }
 

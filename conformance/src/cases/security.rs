@@ -16,7 +16,7 @@ pub fn cases() -> Vec<Case> {
         case!(G, "run_as_user also gets the groups /etc/group gives that user", [CreateContainer, ExecSync], run_as_user_groups),
         case!(G, "the image's USER also gets the groups /etc/group gives it", [CreateContainer, ExecSync], image_groups)
             .reference_known_failure("containerd 1.6 looks supplementary groups up for run_as_user (uid 0 when unset), not for the image's USER"),
-        case!(G, "a run_as_username the image does not know fails the container", [CreateContainer, StartContainer], unknown_username),
+        case!(G, "a run_as_username the image does not know fails the container", [CreateContainer], unknown_username),
         case!(G, "ContainerStatus.user reports the process identity", [ContainerStatus], status_user),
         case!(G, "supplemental_groups_policy Strict ignores the image's /etc/group", [CreateContainer, Status], groups_policy_strict),
         case!(G, "readonly_rootfs makes the root filesystem read-only", [CreateContainer, ExecSync], readonly_rootfs),
@@ -35,10 +35,10 @@ pub fn cases() -> Vec<Case> {
         case!(G, "seccomp RuntimeDefault blocks unshare", [CreateContainer, ExecSync], seccomp_runtime_default),
         case!(G, "seccomp Unconfined allows unshare", [CreateContainer, ExecSync], seccomp_unconfined),
         case!(G, "seccomp Localhost applies the profile file", [CreateContainer, ExecSync], seccomp_localhost),
-        case!(G, "seccomp Localhost with a missing profile fails the container", [CreateContainer, StartContainer], seccomp_localhost_missing),
+        case!(G, "seccomp Localhost with a missing profile fails the container", [CreateContainer], seccomp_localhost_missing),
         case!(G, "AppArmor unconfined runs", [CreateContainer, StartContainer], apparmor_unconfined),
-        case!(G, "AppArmor localhost/ with a profile that is not loaded is refused", [CreateContainer, StartContainer], apparmor_missing_refused),
-        case!(G, "AppArmor: the refusal says the profile is not loaded", [CreateContainer, StartContainer], apparmor_missing_message)
+        case!(G, "AppArmor localhost/ with a profile that is not loaded is refused", [CreateContainer], apparmor_missing_refused),
+        case!(G, "AppArmor: the refusal says the profile is not loaded", [CreateContainer], apparmor_missing_message)
             .reference_known_failure("containerd 1.6 on a host without AppArmor answers \"apparmor is not supported\""),
         case!(G, "a user namespace maps the pod's root to the given host ids", [RunPodSandbox, Status, ExecSync], user_namespace),
     ]
@@ -219,31 +219,16 @@ async fn unknown_username(ctx: Ctx) -> Result<Outcome> {
     };
     let image = ctx.images().user.clone();
     let config = config_with(&ctx, &sandbox, Some(&image), context);
-    ensure_create_or_start_fails(&ctx, &sandbox, config).await?;
+    // The user is looked up in the image the request names: bad input.
+    ensure_create_fails(
+        &ctx,
+        &sandbox,
+        config,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )
+    .await?;
     pass()
-}
-
-/// Fails unless creating or starting the container fails (runtimes differ in which step
-/// validates); returns the error message.
-async fn ensure_create_or_start_fails(
-    ctx: &Ctx,
-    sandbox: &Sandbox,
-    config: cri::ContainerConfig,
-) -> Result<String> {
-    let created = match ctx.create_container(sandbox, config).await {
-        Ok(container) => container,
-        Err(error) => {
-            if error.downcast_ref::<crate::runner::Skipped>().is_some() {
-                return Err(error);
-            }
-            return Ok(format!("{error:#}"));
-        }
-    };
-    let request = cri::StartContainerRequest {
-        container_id: created.id.clone(),
-    };
-    let status = call_err("StartContainer", ctx.rt().start_container(request)).await?;
-    Ok(status.message().to_owned())
 }
 
 async fn status_user(ctx: Ctx) -> Result<Outcome> {
@@ -447,7 +432,15 @@ async fn privileged_needs_privileged_sandbox(ctx: Ctx) -> Result<Outcome> {
         ..Default::default()
     };
     let config = config_with(&ctx, &sandbox, None, context);
-    ensure_create_or_start_fails(&ctx, &sandbox, config).await?;
+    // The request contradicts the sandbox config it carries: bad input.
+    ensure_create_fails(
+        &ctx,
+        &sandbox,
+        config,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )
+    .await?;
     pass()
 }
 
@@ -607,7 +600,15 @@ async fn seccomp_localhost_missing(ctx: Ctx) -> Result<Outcome> {
         &missing.to_string_lossy(),
     );
     let config = config_with(&ctx, &sandbox, None, context);
-    ensure_create_or_start_fails(&ctx, &sandbox, config).await?;
+    // The profile path is part of the request and names nothing readable: bad input.
+    ensure_create_fails(
+        &ctx,
+        &sandbox,
+        config,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )
+    .await?;
     pass()
 }
 
@@ -648,7 +649,16 @@ async fn apparmor_missing_error(ctx: &Ctx) -> Result<String> {
         MISSING_PROFILE,
     );
     let config = config_with(ctx, &sandbox, None, context);
-    ensure_create_or_start_fails(ctx, &sandbox, config).await
+    // A well-formed request the node cannot honour until the profile is loaded.
+    ensure_create_fails(
+        ctx,
+        &sandbox,
+        config,
+        Code::FailedPrecondition,
+        &[Code::Unknown],
+    )
+    .await
+    .map(|status| status.message().to_owned())
 }
 
 async fn apparmor_missing_refused(ctx: Ctx) -> Result<Outcome> {

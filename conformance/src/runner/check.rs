@@ -5,9 +5,10 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use anyhow::{bail, Result};
+use cri_api::v1 as cri;
 use tonic::{Code, Status};
 
-use super::skip;
+use super::{skip, Ctx, Sandbox};
 
 /// `code: message` of a gRPC status, for failure messages.
 pub fn describe(status: &Status) -> String {
@@ -51,10 +52,12 @@ pub async fn call_err<T: Debug>(
     }
 }
 
-/// Fails unless `status` carries one of `codes`.
+/// Fails unless `status` carries one of `codes`; no codes means no error was expected.
 pub fn ensure_code(rpc: &str, status: &Status, codes: &[Code]) -> Result<()> {
     if codes.contains(&status.code()) {
         Ok(())
+    } else if codes.is_empty() {
+        bail!("{rpc}: expected no error, got {}", describe(status))
     } else {
         bail!(
             "{rpc}: expected an error with code {}, got {}",
@@ -66,6 +69,46 @@ pub fn ensure_code(rpc: &str, status: &Status, codes: &[Code]) -> Result<()> {
             describe(status)
         )
     }
+}
+
+/// Fails unless `status` carries the code a negative case expects of this endpoint: exactly
+/// `crius` (what api.proto and the CRI contract imply) on the endpoint under test, one of
+/// `reference` on containerd 1.6's built-in CRI. The reference's codes are pinned as it
+/// answers them (often `Unknown`), so a change there is noticed rather than accepted.
+pub fn ensure_code_on(
+    ctx: &Ctx,
+    rpc: &str,
+    status: &Status,
+    crius: Code,
+    reference: &[Code],
+) -> Result<()> {
+    if ctx.settings().reference {
+        ensure_code(rpc, status, reference)
+    } else {
+        ensure_code(rpc, status, &[crius])
+    }
+}
+
+/// CreateContainer of `config` in `sandbox` must be refused with the code [`ensure_code_on`]
+/// expects; returns the refusal. A refusal belongs at create, before any work: crius checks
+/// what it can before touching the backend, and containerd 1.6 refuses what it cannot build
+/// a spec for there too, so no case waits for StartContainer to see it.
+pub async fn ensure_create_fails(
+    ctx: &Ctx,
+    sandbox: &Sandbox,
+    config: cri::ContainerConfig,
+    crius: Code,
+    reference: &[Code],
+) -> Result<Status> {
+    let request = cri::CreateContainerRequest {
+        pod_sandbox_id: sandbox.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(sandbox.config.clone()),
+    };
+    // A container created by mistake is removed with its sandbox at cleanup.
+    let status = call_err("CreateContainer", ctx.rt().create_container(request)).await?;
+    ensure_code_on(ctx, "CreateContainer", &status, crius, reference)?;
+    Ok(status)
 }
 
 /// Fails unless `haystack` contains `needle`.
