@@ -25,6 +25,12 @@ pub enum Error {
     Internal(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A create failed, and undoing some of its steps failed too (see `crate::cleanup`).
+    #[error("{cause}; undoing it failed too: {}", cleanup.join("; "))]
+    CleanupFailed {
+        cause: Box<Error>,
+        cleanup: Vec<String>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -35,10 +41,11 @@ impl Error {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Error::NotFound(_) | Error::Backend(BackendError::NotFound { .. })
-        )
+        match self {
+            Error::NotFound(_) | Error::Backend(BackendError::NotFound { .. }) => true,
+            Error::CleanupFailed { cause, .. } => cause.is_not_found(),
+            _ => false,
+        }
     }
 }
 
@@ -73,6 +80,8 @@ impl Error {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
+            // The caller is told why the create failed; the cleanup's failure rides along.
+            Error::CleanupFailed { cause, .. } => cause.code(),
             Error::Backend(e) => match e {
                 BackendError::Unavailable { .. } => Code::Unavailable,
                 BackendError::NotFound { .. } => Code::NotFound,

@@ -67,16 +67,17 @@ async fn apply(crius: &Arc<Crius>, event: BackendEvent) -> crate::error::Result<
             if let Some(container) = crius.store.containers.get(&container_id) {
                 if container.meta.id == container_id {
                     tracing::info!(container = %container_id, "container hit its memory limit (OOM)");
-                    let status = container.update(|s| {
-                        s.oom_killed = true;
-                        // The exit may have been recorded first: the reason follows the OOM.
-                        if s.state == ContainerState::Exited && s.exit_code != 0 {
-                            s.reason = crate::container::REASON_OOM_KILLED.to_string();
-                        }
-                    });
-                    if status.state == ContainerState::Exited {
-                        crius.persist_container(&container).await?;
-                    }
+                    // Recorded with the rest of the status: a restart must not forget that
+                    // the OOM killer ended the container.
+                    crius
+                        .update_container(&container, |s| {
+                            s.oom_killed = true;
+                            // The exit may have been recorded first: the reason follows the OOM.
+                            if s.state == ContainerState::Exited && s.exit_code != 0 {
+                                s.reason = crate::container::REASON_OOM_KILLED.to_string();
+                            }
+                        })
+                        .await?;
                 }
             }
         }

@@ -5,12 +5,14 @@
 //! answers the hot read calls from memory.
 
 pub mod cgroups;
+pub mod cleanup;
 pub mod config;
 pub mod container;
 pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod failpoint;
 pub mod instrument;
 pub mod layer_usage;
 pub mod logs;

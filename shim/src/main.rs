@@ -13,9 +13,14 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command() {
         Command::Version => {
             println!(
-                "crius {} (CRI {})",
+                "crius {} (CRI {}){}",
                 env!("CARGO_PKG_VERSION"),
-                shim::services::runtime_info::RUNTIME_API_VERSION
+                shim::services::runtime_info::RUNTIME_API_VERSION,
+                if shim::failpoint::ENABLED {
+                    ", built with failpoints (for tests only)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
@@ -46,6 +51,7 @@ fn init_tracing(level: &str) {
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = config::load(cli)?;
     init_tracing(&config.log_level);
+    shim::failpoint::init();
     shim::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

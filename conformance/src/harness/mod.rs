@@ -28,6 +28,7 @@
 //! Network rule: test networks are private bridges with `10.88.<x>.0/24` subnets; tests only
 //! send traffic to loopback or to pod addresses on their own bridge.
 
+pub mod census;
 pub mod cni;
 pub mod containerd;
 pub mod crius;

@@ -14,8 +14,10 @@ use runtime_backends::{
 };
 
 use crate::cgroups::CgroupDriver;
+use crate::cleanup::Cleanup;
 use crate::domain::{ContainerConfig, Resources};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::logs::{spawn_copier, LogFile, Stream};
 use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS, CONTAINER_SPECS};
 use crate::store::{Container, ContainerMeta, ContainerState, ContainerStatus, SandboxState};
@@ -74,6 +76,18 @@ impl Crius {
         })
     }
 
+    /// A durable status change: applies `change` in memory and writes the record, in one
+    /// call (the record is numbered before the status is read, so writes land in order).
+    pub(crate) async fn update_container(
+        &self,
+        container: &Container,
+        change: impl FnMut(&mut ContainerStatus),
+    ) -> Result<Arc<ContainerStatus>> {
+        let status = container.update(change);
+        self.persist_container(container).await?;
+        Ok(status)
+    }
+
     pub fn container(&self, id: &str) -> Result<Arc<Container>> {
         self.store
             .containers
@@ -103,14 +117,18 @@ impl Crius {
                 crius.store.names.reserve(&name, &id)?;
                 let (work_name, work_id, crius) = (name.clone(), id.clone(), crius.clone());
                 Ok((id, async move {
-                    let result = crius.create_container_steps(&work_id, &work_name, &sandbox, config).await;
-                    if let Err(e) = &result {
-                        tracing::warn!(container = %work_id, error = %e, "CreateContainer failed; rolling back");
-                        if let Err(e) = crius.backend.remove_container(&work_id, KnownTask::Unknown).await {
-                            tracing::error!(container = %work_id, error = %e, "rollback: could not remove container");
-                        }
-                        let _ = std::fs::remove_dir_all(crius.container_io_dir(&work_id));
-                        let _ = crius.records.remove(CONTAINER_SPECS, &work_id);
+                    let mut cleanup = Cleanup::new(format!("container {work_id}"));
+                    let result = crius
+                        .create_container_steps(
+                            &work_id,
+                            &work_name,
+                            &sandbox,
+                            config,
+                            &mut cleanup,
+                        )
+                        .await;
+                    let result = cleanup.finish(result).await;
+                    if result.is_err() {
                         crius.store.names.release(&work_name, &work_id);
                     }
                     result.map(|()| work_id)
@@ -125,6 +143,7 @@ impl Crius {
         name: &str,
         sandbox: &crate::store::Sandbox,
         config: ContainerConfig,
+        cleanup: &mut Cleanup,
     ) -> Result<()> {
         let reference = crate::services::image::normalize_reference(&config.image)
             .map_err(|e| Error::InvalidArgument(format!("image {:?}: {e}", config.image)))?;
@@ -192,7 +211,24 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "container".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), sandbox.meta.id.clone());
+        failpoint::hit("container.spec")?;
         let spec_at = started.elapsed();
+        let (backend, undo_id) = (self.backend.clone(), id.to_string());
+        cleanup.push("container", move || async move {
+            match backend.remove_container(&undo_id, KnownTask::Unknown).await {
+                Err(e) if !e.is_not_found() => Err(e.into()),
+                _ => Ok(()),
+            }
+        });
+        let io_dir = self.container_io_dir(id);
+        cleanup.push("I/O directory", move || async move {
+            match std::fs::remove_dir_all(&io_dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::internal(format!("removing {}", io_dir.display()), e))
+                }
+                _ => Ok(()),
+            }
+        });
         self.backend
             .create_container(CreateContainer {
                 id: id.to_string(),
@@ -204,6 +240,7 @@ impl Crius {
                 systemd_cgroup: self.cgroups.is_systemd(),
             })
             .await?;
+        failpoint::hit("container.backend")?;
         let backend_at = started.elapsed();
         let resources = config.resources.clone();
         let meta = ContainerMeta {
@@ -224,6 +261,11 @@ impl Crius {
             config,
         };
         let container = Arc::new(Container::new(meta, ContainerStatus::created(resources)));
+        let (records, undo_id) = (self.records.clone(), id.to_string());
+        cleanup.push("records", move || async move {
+            records.remove(CONTAINERS, &undo_id)?;
+            records.remove(CONTAINER_SPECS, &undo_id)
+        });
         // The spec only serves verbose ContainerStatus: both files are written at once.
         let (spec_written, record_written) = tokio::join!(
             self.records.write(CONTAINER_SPECS, id, &spec),
@@ -231,6 +273,7 @@ impl Crius {
         );
         spec_written?;
         record_written?;
+        failpoint::hit("container.records")?;
         let records_at = started.elapsed();
         self.store.containers.insert(id.to_string(), container);
         tracing::debug!(
@@ -323,6 +366,7 @@ impl Crius {
             terminal: container.meta.process.terminal().unwrap_or(false),
             stdin: container.meta.config.stdin,
         };
+        failpoint::hit("start.task")?;
         let started = match self
             .backend
             .start_task(
@@ -336,29 +380,47 @@ impl Crius {
             Err(e) => {
                 // A task that failed to start leaves the container exited with the reason.
                 let message = e.to_string();
-                container.update(|s| {
+                let _ = self.backend.delete_task(&container.meta.id).await;
+                self.update_container(&container, |s| {
                     s.state = ContainerState::Exited;
                     s.finished_at = now_nanos();
                     s.exit_code = 128;
                     s.reason = REASON_ERROR.to_string();
                     s.message = message.clone();
-                });
-                let _ = self.backend.delete_task(&container.meta.id).await;
-                self.persist_container(&container).await?;
+                })
+                .await?;
                 return Err(e.into());
             }
         };
         self.attach_logs(&container, started.io, log);
-        container.update(|s| {
-            if s.state == ContainerState::Created {
-                s.state = ContainerState::Running;
-                s.pid = started.pid;
-                s.started_at = now_nanos();
-            }
-        });
         // Its first stats carry a writable-layer size measured in the background.
         self.stats_cache.layers.want_new();
-        self.persist_container(&container).await
+        let recorded = match failpoint::hit("start.record") {
+            Ok(()) => self
+                .update_container(&container, |s| {
+                    if s.state == ContainerState::Created {
+                        s.state = ContainerState::Running;
+                        s.pid = started.pid;
+                        s.started_at = now_nanos();
+                    }
+                })
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            // A process whose start is not on record must not run on: its exit, reported by
+            // the backend, then records the container as exited.
+            if let Err(kill) = self
+                .backend
+                .kill_task(&container.meta.id, libc::SIGKILL as u32, true)
+                .await
+            {
+                tracing::error!(container = %container.meta.id, error = %kill, "could not kill a container whose start failed");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Copy the task's output into the CRI log file (or discard it when there is none).
@@ -412,13 +474,21 @@ impl Crius {
             Ok(Some(deleted)) if exit.exited_at_nanos == 0 => deleted,
             _ => exit,
         };
-        let mut changed = false;
-        container.update(|s| {
-            changed = false;
+        if let Ok(slot) = container.log.lock() {
+            if let Some(log) = slot.as_ref() {
+                // The copiers finish on EOF; closing here makes sure no fd outlives the container.
+                let log = log.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    log.close();
+                });
+            }
+        }
+        // Another exit report may have been first: it stays as it was recorded.
+        self.update_container(container, |s| {
             if s.state == ContainerState::Exited {
                 return;
             }
-            changed = true;
             s.state = ContainerState::Exited;
             s.task_deleted = task_deleted;
             s.pid = 0;
@@ -439,20 +509,8 @@ impl Crius {
                 REASON_ERROR
             }
             .to_string();
-        });
-        if let Ok(slot) = container.log.lock() {
-            if let Some(log) = slot.as_ref() {
-                // The copiers finish on EOF; closing here makes sure no fd outlives the container.
-                let log = log.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    log.close();
-                });
-            }
-        }
-        if changed {
-            self.persist_container(container).await?;
-        }
+        })
+        .await?;
         Ok(())
     }
 
@@ -564,8 +622,9 @@ impl Crius {
                 container.meta.id
             )));
         }
-        container.update(|s| s.resources = Some(resources.clone()));
-        self.persist_container(&container).await
+        self.update_container(&container, |s| s.resources = Some(resources.clone()))
+            .await?;
+        Ok(())
     }
 
     /// Keep the spec verbose ContainerStatus shows in step with updated resources.

@@ -86,8 +86,16 @@ pub fn release_shm(state: &Path) {
     while nix::mount::umount2(&shm, MntFlags::MNT_DETACH).is_ok() {}
 }
 
-pub fn remove_dirs(root: &Path, state: &Path) {
+/// Removes the pod's directories (and unmounts its shm first). A directory that is already
+/// gone is not an error.
+pub fn remove_dirs(root: &Path, state: &Path) -> Result<()> {
     release_shm(state);
-    let _ = std::fs::remove_dir_all(root);
-    let _ = std::fs::remove_dir_all(state);
+    for dir in [root, state] {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::internal(format!("removing {}", dir.display()), e)),
+        }
+    }
+    Ok(())
 }

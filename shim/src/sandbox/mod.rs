@@ -12,8 +12,10 @@ use runtime_backends::{CreateContainer, KnownTask, TaskStdio, LABEL_KIND, LABEL_
 use tokio::io::AsyncReadExt;
 
 use crate::cgroups::CgroupDriver;
+use crate::cleanup::Cleanup;
 use crate::domain::{NamespaceMode, SandboxConfig};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::runtime::{new_id, now_nanos, Crius, SANDBOXES};
 use crate::store::{PodResources, Sandbox, SandboxMeta, SandboxState, SandboxStatus};
 
@@ -91,14 +93,12 @@ impl Crius {
 
     async fn create_sandbox(&self, id: &str, name: &str, config: SandboxConfig) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut rollback = Rollback::default();
+        let mut cleanup = Cleanup::new(format!("sandbox {id}"));
         let result = self
-            .create_sandbox_steps(id, name, config, &mut rollback)
+            .create_sandbox_steps(id, name, config, &mut cleanup)
             .await;
-        if let Err(e) = &result {
-            tracing::warn!(sandbox = id, error = %e, "RunPodSandbox failed; rolling back");
-            rollback.run(self, id).await;
-        } else {
+        let result = cleanup.finish(result).await;
+        if result.is_ok() {
             tracing::info!(
                 sandbox = id,
                 name,
@@ -114,7 +114,7 @@ impl Crius {
         id: &str,
         name: &str,
         config: SandboxConfig,
-        rollback: &mut Rollback,
+        cleanup: &mut Cleanup,
     ) -> Result<()> {
         let image = self
             .store
@@ -130,13 +130,17 @@ impl Crius {
         let host_network = config.security.namespaces.network == NamespaceMode::Node;
         let root = self.sandbox_root(id);
         let state = self.sandbox_state(id);
-        rollback.dirs = true;
+        let (undo_root, undo_state) = (root.clone(), state.clone());
+        cleanup.push("sandbox files", move || async move {
+            files::remove_dirs(&undo_root, &undo_state)
+        });
         let shm = if config.security.namespaces.ipc == NamespaceMode::Node {
             None
         } else {
             Some(state.join("shm"))
         };
         files::write_sandbox_files(&root, &config, host_network, shm.as_deref())?;
+        failpoint::hit("sandbox.files")?;
         // The pod's namespace and CNI come before the pause container, which joins it. In a
         // pod with a user namespace the pause process makes the network namespace itself, so
         // that it belongs to the pod's user namespace (the pod's containers could not join a
@@ -153,8 +157,10 @@ impl Crius {
         let netns = if host_network || network_after_start {
             None
         } else {
-            rollback.network = true;
-            Some(self.network.create_netns(id).await?)
+            self.undo_network(id, cleanup);
+            let netns = self.network.create_netns(id).await?;
+            failpoint::hit("sandbox.netns")?;
+            Some(netns)
         };
 
         let cgroups_path = self
@@ -172,7 +178,17 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "sandbox".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), id.to_string());
-        rollback.container = true;
+        let backend = self.backend.clone();
+        let pause_id = id.to_string();
+        cleanup.push("pause container", move || async move {
+            match backend
+                .remove_container(&pause_id, KnownTask::Unknown)
+                .await
+            {
+                Err(e) if !e.is_not_found() => Err(e.into()),
+                _ => Ok(()),
+            }
+        });
         let pause = async {
             self.backend
                 .create_container(CreateContainer {
@@ -185,6 +201,7 @@ impl Crius {
                     systemd_cgroup: self.cgroups.is_systemd(),
                 })
                 .await?;
+            failpoint::hit("sandbox.pause")?;
             let started: Result<_> = Ok(self
                 .backend
                 .start_task(id, &state.join("io"), TaskStdio::default())
@@ -214,10 +231,11 @@ impl Crius {
         let started = started?;
         drain(started.io);
         if network_after_start {
-            rollback.network = true;
+            self.undo_network(id, cleanup);
             let own = PathBuf::from(format!("/proc/{}/ns/net", started.pid));
             pod_network = self.network.setup_existing(id, &config, own).await?;
         }
+        failpoint::hit("sandbox.started")?;
         let meta = SandboxMeta {
             id: id.to_string(),
             name: name.to_string(),
@@ -238,7 +256,12 @@ impl Crius {
                 pod_resources: None,
             },
         ));
+        let (records, record_id) = (self.records.clone(), id.to_string());
+        cleanup.push("sandbox record", move || async move {
+            records.remove(SANDBOXES, &record_id)
+        });
         self.persist_sandbox(&sandbox).await?;
+        failpoint::hit("sandbox.record")?;
         self.store.sandboxes.insert(id.to_string(), sandbox);
         Ok(())
     }
@@ -253,9 +276,12 @@ impl Crius {
         for container in self.containers_of(&sandbox.meta.id) {
             self.stop_container(&container.meta.id, 0).await?;
         }
+        failpoint::hit("stop.containers")?;
         self.stop_pause(&sandbox).await?;
+        failpoint::hit("stop.pause")?;
         // CNI DEL, then the namespace goes; a no-op for host-network pods and on repeats.
         self.network.teardown(&sandbox.meta.id).await?;
+        failpoint::hit("stop.network")?;
         files::release_shm(&self.sandbox_state(&sandbox.meta.id));
         Ok(())
     }
@@ -280,12 +306,23 @@ impl Crius {
         if sandbox.status().state == SandboxState::NotReady {
             return Ok(());
         }
-        let pod_resources = sandbox.status().pod_resources.clone();
-        sandbox.set_status(SandboxStatus {
-            state: SandboxState::NotReady,
-            pid: 0,
-            pod_resources,
-        });
+        self.update_sandbox(sandbox, |status| {
+            status.state = SandboxState::NotReady;
+            status.pid = 0;
+        })
+        .await
+    }
+
+    /// A durable status change: applies `change` in memory and writes the record, in one
+    /// call (the record is numbered before the status is read, so writes land in order).
+    pub(crate) async fn update_sandbox(
+        &self,
+        sandbox: &Sandbox,
+        change: impl FnOnce(&mut SandboxStatus),
+    ) -> Result<()> {
+        let mut next = SandboxStatus::clone(&sandbox.status());
+        change(&mut next);
+        sandbox.set_status(next);
         self.persist_sandbox(sandbox).await
     }
 
@@ -295,10 +332,8 @@ impl Crius {
     pub async fn update_sandbox_resources(&self, id: &str, update: PodResources) -> Result<()> {
         let sandbox = self.sandbox(id)?;
         let _op = sandbox.op.lock().await;
-        let mut next = SandboxStatus::clone(&sandbox.status());
-        next.pod_resources = Some(update);
-        sandbox.set_status(next);
-        self.persist_sandbox(&sandbox).await?;
+        self.update_sandbox(&sandbox, |status| status.pod_resources = Some(update))
+            .await?;
         tracing::info!(sandbox = %sandbox.meta.id, "pod-level resources updated");
         Ok(())
     }
@@ -315,15 +350,29 @@ impl Crius {
         for container in self.containers_of(&id) {
             self.remove_container(&container.meta.id).await?;
         }
+        failpoint::hit("remove.containers")?;
         self.backend
             .remove_container(&id, KnownTask::Unknown)
             .await?;
-        files::remove_dirs(&self.sandbox_root(&id), &self.sandbox_state(&id));
+        failpoint::hit("remove.pause")?;
+        files::remove_dirs(&self.sandbox_root(&id), &self.sandbox_state(&id))?;
+        failpoint::hit("remove.files")?;
         self.records.remove(SANDBOXES, &id)?;
+        failpoint::hit("remove.record")?;
         self.store.sandboxes.remove(&id);
         self.store.names.release(&sandbox.meta.name, &id);
         crate::memory::note_removal();
         Ok(())
+    }
+
+    /// Registers the undo of the pod's network: CNI DEL and the namespace's removal, both
+    /// forced (a failed ADD's retry would fail the same way).
+    fn undo_network(&self, id: &str, cleanup: &mut Cleanup) {
+        let network = self.network.clone();
+        let id = id.to_string();
+        cleanup.push("pod network", move || async move {
+            network.teardown_forced(&id).await
+        });
     }
 
     pub fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<crate::store::Container>> {
@@ -361,34 +410,9 @@ pub(crate) fn drain(io: runtime_backends::TaskIo) {
     }
 }
 
-/// What a failed RunPodSandbox must undo. Runs to the end even if the caller went away,
-/// because the create itself runs detached.
-#[derive(Default)]
-struct Rollback {
-    dirs: bool,
-    network: bool,
-    container: bool,
-}
-
-impl Rollback {
-    async fn run(self, crius: &Crius, id: &str) {
-        if self.container {
-            if let Err(e) = crius.backend.remove_container(id, KnownTask::Unknown).await {
-                tracing::error!(sandbox = id, error = %e, "rollback: could not remove pause container");
-            }
-        }
-        if self.network {
-            if let Err(e) = crius.network.teardown_forced(id).await {
-                tracing::error!(sandbox = id, error = %e, "rollback: could not tear down the pod network");
-            }
-        }
-        if self.dirs {
-            files::remove_dirs(&crius.sandbox_root(id), &crius.sandbox_state(id));
-        }
-    }
-}
-
 /// Remove a sandbox's files and mounts (for recovery of half-made or vanished sandboxes).
 pub fn files_cleanup(crius: &Crius, id: &str) {
-    files::remove_dirs(&crius.sandbox_root(id), &crius.sandbox_state(id));
+    if let Err(e) = files::remove_dirs(&crius.sandbox_root(id), &crius.sandbox_state(id)) {
+        tracing::warn!(sandbox = id, error = %e, "could not remove the sandbox's files");
+    }
 }
