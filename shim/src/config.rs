@@ -170,6 +170,11 @@ pub struct Flags {
     /// Registry host (host[:port]) to reach over plain HTTP or unverified TLS; repeatable
     #[arg(long, global = true, value_name = "HOST")]
     pub registry_insecure: Vec<String>,
+
+    /// Container events a GetContainerEvents subscriber may fall behind by before crius
+    /// ends its stream (kubelet then relists) [default: 1024]
+    #[arg(long, global = true, value_name = "N")]
+    pub event_buffer: Option<usize>,
 }
 
 /// The configuration file as written; every key optional, unknown keys rejected so that a
@@ -195,6 +200,7 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub image_pull_progress_timeout: Option<String>,
     pub cni_default_network: Option<bool>,
+    pub event_buffer: Option<usize>,
     pub registry: Option<FileRegistry>,
 }
 
@@ -297,6 +303,8 @@ pub struct Config {
     /// Zero disables the timeout.
     pub image_pull_progress_timeout: Duration,
     pub cni_default_network: bool,
+    /// Events a GetContainerEvents subscriber may fall behind by (at least 1).
+    pub event_buffer: usize,
     pub registry: RegistryConfig,
 }
 
@@ -426,6 +434,8 @@ fn resolve(
     );
     let cni_default_network =
         pick(flags.cni_default_network, file.cni_default_network).unwrap_or(false);
+    let event_buffer =
+        pick(flags.event_buffer, file.event_buffer).unwrap_or(crate::pod_events::DEFAULT_BUFFER);
     let file_registry = file.registry.unwrap_or_default();
     let insecure =
         pick_list(&flags.registry_insecure, Some(file_registry.insecure)).unwrap_or_default();
@@ -481,6 +491,10 @@ fn resolve(
             None => DEFAULT_IMAGE_PULL_PROGRESS_TIMEOUT,
         },
         cni_default_network,
+        event_buffer: match event_buffer {
+            0 => return Err(invalid("event_buffer", "must be at least 1")),
+            n => n,
+        },
         registry: RegistryConfig {
             mirrors: validate_mirrors(file_registry.mirrors)?,
             insecure: validate_insecure(insecure)?,

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod memory;
 pub mod network;
 pub mod pause;
+pub mod pod_events;
 pub mod recover;
 pub mod runtime;
 pub mod sandbox;

@@ -55,6 +55,8 @@ pub struct Crius {
     pub stats_cache: crate::stats::StatsCache,
     /// Did the backend answer the last health probe?
     backend_up: std::sync::atomic::AtomicBool,
+    /// What GetContainerEvents streams.
+    pub pod_events: crate::pod_events::PodEvents,
 }
 
 impl Crius {
@@ -75,6 +77,7 @@ impl Crius {
             image_fs_measuring: tokio::sync::Mutex::new(()),
             stats_cache: crate::stats::StatsCache::default(),
             backend_up: std::sync::atomic::AtomicBool::new(true),
+            pod_events: crate::pod_events::PodEvents::new(config.event_buffer),
             store: Store::default(),
             backend,
             config,

@@ -19,6 +19,7 @@ use crate::domain::{ContainerConfig, Resources};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::logs::{spawn_copier, LogFile, Stream};
+use crate::pod_events::EventKind;
 use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS, CONTAINER_SPECS};
 use crate::store::{Container, ContainerMeta, ContainerState, ContainerStatus, SandboxState};
 
@@ -78,13 +79,27 @@ impl Crius {
 
     /// A durable status change: applies `change` in memory and writes the record, in one
     /// call (the record is numbered before the status is read, so writes land in order).
+    /// Once written, a start or a stop is published to GetContainerEvents.
     pub(crate) async fn update_container(
         &self,
         container: &Container,
-        change: impl FnMut(&mut ContainerStatus),
+        mut change: impl FnMut(&mut ContainerStatus),
     ) -> Result<Arc<ContainerStatus>> {
-        let status = container.update(change);
+        let mut before = ContainerState::Unknown;
+        let status = container.update(|s| {
+            before = s.state;
+            change(s);
+        });
         self.persist_container(container).await?;
+        match (before, status.state) {
+            (ContainerState::Created, ContainerState::Running) => {
+                self.container_event(EventKind::Started, container);
+            }
+            (from, ContainerState::Exited) if from != ContainerState::Exited => {
+                self.container_event(EventKind::Stopped, container);
+            }
+            _ => {}
+        }
         Ok(status)
     }
 
@@ -275,7 +290,10 @@ impl Crius {
         record_written?;
         failpoint::hit("container.records")?;
         let records_at = started.elapsed();
-        self.store.containers.insert(id.to_string(), container);
+        self.store
+            .containers
+            .insert(id.to_string(), container.clone());
+        self.container_event(EventKind::Created, &container);
         tracing::debug!(
             container = id,
             user_files_us = user_files_at.as_micros(),
@@ -598,6 +616,7 @@ impl Crius {
         self.records.remove(CONTAINERS, &id)?;
         self.records.remove(CONTAINER_SPECS, &id)?;
         self.store.containers.remove(&id);
+        self.container_event(EventKind::Deleted, &container);
         self.store.names.release(&container.meta.name, &id);
         crate::memory::note_removal();
         Ok(())

@@ -16,6 +16,7 @@ use crate::cleanup::Cleanup;
 use crate::domain::{NamespaceMode, SandboxConfig};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::pod_events::EventKind;
 use crate::runtime::{new_id, now_nanos, Crius, SANDBOXES};
 use crate::store::{PodResources, Sandbox, SandboxMeta, SandboxState, SandboxStatus};
 
@@ -262,7 +263,10 @@ impl Crius {
         });
         self.persist_sandbox(&sandbox).await?;
         failpoint::hit("sandbox.record")?;
-        self.store.sandboxes.insert(id.to_string(), sandbox);
+        self.store.sandboxes.insert(id.to_string(), sandbox.clone());
+        // The pause process runs already: the pod is created and started at once.
+        self.sandbox_event(EventKind::Created, &sandbox);
+        self.sandbox_event(EventKind::Started, &sandbox);
         Ok(())
     }
 
@@ -286,7 +290,7 @@ impl Crius {
         Ok(())
     }
 
-    async fn stop_pause(&self, sandbox: &Sandbox) -> Result<()> {
+    async fn stop_pause(&self, sandbox: &Arc<Sandbox>) -> Result<()> {
         let id = &sandbox.meta.id;
         if let Some(task) = self.backend.task_state(id).await? {
             if task.status != runtime_backends::TaskStatus::Stopped {
@@ -302,7 +306,7 @@ impl Crius {
         self.mark_sandbox_stopped(sandbox).await
     }
 
-    pub(crate) async fn mark_sandbox_stopped(&self, sandbox: &Sandbox) -> Result<()> {
+    pub(crate) async fn mark_sandbox_stopped(&self, sandbox: &Arc<Sandbox>) -> Result<()> {
         if sandbox.status().state == SandboxState::NotReady {
             return Ok(());
         }
@@ -315,15 +319,22 @@ impl Crius {
 
     /// A durable status change: applies `change` in memory and writes the record, in one
     /// call (the record is numbered before the status is read, so writes land in order).
+    /// Once written, a stop is published to GetContainerEvents.
     pub(crate) async fn update_sandbox(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &Arc<Sandbox>,
         change: impl FnOnce(&mut SandboxStatus),
     ) -> Result<()> {
+        let before = sandbox.status().state;
         let mut next = SandboxStatus::clone(&sandbox.status());
         change(&mut next);
+        let after = next.state;
         sandbox.set_status(next);
-        self.persist_sandbox(sandbox).await
+        self.persist_sandbox(sandbox).await?;
+        if before == SandboxState::Ready && after == SandboxState::NotReady {
+            self.sandbox_event(EventKind::Stopped, sandbox);
+        }
+        Ok(())
     }
 
     /// UpdatePodSandboxResources: kubelet has already resized the pod's cgroup (it owns the
@@ -360,6 +371,7 @@ impl Crius {
         self.records.remove(SANDBOXES, &id)?;
         failpoint::hit("remove.record")?;
         self.store.sandboxes.remove(&id);
+        self.sandbox_event(EventKind::Deleted, &sandbox);
         self.store.names.release(&sandbox.meta.name, &id);
         crate::memory::note_removal();
         Ok(())

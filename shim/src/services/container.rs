@@ -12,7 +12,7 @@ use super::convert::{
 use crate::domain::ContainerConfig;
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
-use crate::store::{Container, ContainerState, ListAnswer};
+use crate::store::{Container, ContainerState, ContainerStatus, ListAnswer};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
@@ -74,7 +74,11 @@ pub async fn remove(
 }
 
 fn state(container: &Container) -> i32 {
-    match container.status().state {
+    state_of(&container.status())
+}
+
+fn state_of(status: &ContainerStatus) -> i32 {
+    match status.state {
         ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
         ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
         ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
@@ -122,12 +126,16 @@ fn user(container: &Container) -> Option<cri::ContainerUser> {
 }
 
 pub fn status_of(container: &Container) -> cri::ContainerStatus {
+    status_at(container, &container.status())
+}
+
+/// The container's CRI status with `status` as its mutable part (an event's snapshot).
+pub fn status_at(container: &Container, status: &ContainerStatus) -> cri::ContainerStatus {
     let meta = &container.meta;
-    let status = container.status();
     cri::ContainerStatus {
         id: meta.id.clone(),
         metadata: Some(metadata(container)),
-        state: state(container),
+        state: state_of(status),
         created_at: meta.created_at,
         started_at: status.started_at,
         finished_at: status.finished_at,

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod convert;
+pub mod events;
 pub mod image;
 pub mod runtime_info;
 pub mod sandbox;
@@ -353,10 +354,7 @@ impl RuntimeService for Cri {
         _r: Request<cri::GetEventsRequest>,
     ) -> Answer<Self::GetContainerEventsStream> {
         call("GetContainerEvents", async {
-            Err(not_yet(
-                "GetContainerEvents",
-                "events land with the events issue",
-            ))
+            Ok(events::subscribe(&self.crius))
         })
         .await
     }

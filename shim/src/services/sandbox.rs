@@ -8,7 +8,7 @@ use super::convert::{matches_selector, namespaces_to_cri, to_map};
 use crate::domain::SandboxConfig;
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
-use crate::store::{ListAnswer, Sandbox, SandboxState};
+use crate::store::{ListAnswer, Sandbox, SandboxState, SandboxStatus};
 
 fn require_id(id: &str, rpc: &str) -> Result<()> {
     if id.is_empty() {
@@ -47,7 +47,11 @@ pub async fn remove(
 }
 
 fn state(sandbox: &Sandbox) -> i32 {
-    match sandbox.status().state {
+    state_of(&sandbox.status())
+}
+
+fn state_of(status: &SandboxStatus) -> i32 {
+    match status.state {
         SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
         SandboxState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
     }
@@ -64,12 +68,17 @@ fn metadata(config: &SandboxConfig) -> cri::PodSandboxMetadata {
 }
 
 pub fn status_of(sandbox: &Sandbox) -> cri::PodSandboxStatus {
+    status_at(sandbox, &sandbox.status())
+}
+
+/// The sandbox's CRI status with `status` as its mutable part (an event's snapshot).
+pub fn status_at(sandbox: &Sandbox, status: &SandboxStatus) -> cri::PodSandboxStatus {
     let meta = &sandbox.meta;
-    let ready = sandbox.status().state == SandboxState::Ready;
+    let ready = status.state == SandboxState::Ready;
     cri::PodSandboxStatus {
         id: meta.id.clone(),
         metadata: Some(metadata(&meta.config)),
-        state: state(sandbox),
+        state: state_of(status),
         created_at: meta.created_at,
         // CRI: a stopped sandbox reports no IP.
         network: Some(cri::PodSandboxNetworkStatus {
