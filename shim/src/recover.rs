@@ -34,6 +34,11 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
         }
         known.insert(id.clone());
         let sandbox = Arc::new(Sandbox::new(record.meta, record.status));
+        if let Err(e) = crius.store.names.reserve(&sandbox.meta.name, &id) {
+            tracing::warn!(sandbox = %id, error = %e, "duplicate sandbox name in records");
+        }
+        // In the store first: a status change is written only for a sandbox the store holds.
+        crius.store.sandboxes.insert(id.clone(), sandbox.clone());
         if sandbox.status().state == SandboxState::Ready {
             let alive = matches!(crius.backend.task_state(&id).await?, Some(t) if t.status == TaskStatus::Running);
             if alive {
@@ -49,10 +54,6 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
                 crius.mark_sandbox_stopped(&sandbox).await?;
             }
         }
-        if let Err(e) = crius.store.names.reserve(&sandbox.meta.name, &id) {
-            tracing::warn!(sandbox = %id, error = %e, "duplicate sandbox name in records");
-        }
-        crius.store.sandboxes.insert(id, sandbox);
     }
 
     for (id, record) in crius.records.read_all::<ContainerRecordFile>(CONTAINERS) {

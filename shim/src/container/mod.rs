@@ -79,7 +79,8 @@ impl Crius {
 
     /// A durable status change: applies `change` in memory and writes the record, in one
     /// call (the record is numbered before the status is read, so writes land in order).
-    /// Once written, a start or a stop is published to GetContainerEvents.
+    /// Once written, a start or a stop is published to GetContainerEvents. A container no
+    /// longer in the store is changed in memory only.
     pub(crate) async fn update_container(
         &self,
         container: &Container,
@@ -90,6 +91,11 @@ impl Crius {
             before = s.state;
             change(s);
         });
+        // A change that lost the race with the container's removal (an exit reported while
+        // RemoveContainer held the container) must not write its record back.
+        if !self.store.containers.holds(&container.meta.id, container) {
+            return Ok(status);
+        }
         self.persist_container(container).await?;
         match (before, status.state) {
             (ContainerState::Created, ContainerState::Running) => {

@@ -319,7 +319,8 @@ impl Crius {
 
     /// A durable status change: applies `change` in memory and writes the record, in one
     /// call (the record is numbered before the status is read, so writes land in order).
-    /// Once written, a stop is published to GetContainerEvents.
+    /// Once written, a stop is published to GetContainerEvents. A sandbox no longer in the
+    /// store is changed in memory only.
     pub(crate) async fn update_sandbox(
         &self,
         sandbox: &Arc<Sandbox>,
@@ -330,6 +331,11 @@ impl Crius {
         change(&mut next);
         let after = next.state;
         sandbox.set_status(next);
+        // A change that lost the race with the sandbox's removal must not write its record
+        // back (see `update_container`).
+        if !self.store.sandboxes.holds(&sandbox.meta.id, sandbox) {
+            return Ok(());
+        }
         self.persist_sandbox(sandbox).await?;
         if before == SandboxState::Ready && after == SandboxState::NotReady {
             self.sandbox_event(EventKind::Stopped, sandbox);

@@ -148,6 +148,14 @@ impl<T> Table<T> {
         self.map.load().get(id).cloned()
     }
 
+    /// Whether `entry` itself (not another object under the same id) is in the map.
+    pub fn holds(&self, id: &str, entry: &T) -> bool {
+        self.map
+            .load()
+            .get(id)
+            .is_some_and(|held| std::ptr::eq(Arc::as_ptr(held), entry))
+    }
+
     /// Keep only the entries `keep` accepts.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
@@ -525,6 +533,21 @@ pub struct ImageUserFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_holds_the_entry_itself_not_another_under_its_id() {
+        let table: Table<u32> = Table::default();
+        let first = Arc::new(1);
+        table.insert("a".into(), first.clone());
+        assert!(table.holds("a", &first));
+        let second = Arc::new(1);
+        assert!(!table.holds("a", &second), "an equal value is not the entry");
+        table.remove("a");
+        assert!(!table.holds("a", &first), "a removed entry is not held");
+        table.insert("a".into(), second.clone());
+        assert!(!table.holds("a", &first), "a new object under the old id");
+        assert!(table.holds("a", &second));
+    }
 
     #[test]
     fn table_get_accepts_unique_prefix_only() {
