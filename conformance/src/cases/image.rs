@@ -192,15 +192,27 @@ async fn status_no_user(ctx: Ctx) -> Result<Outcome> {
 }
 
 async fn fs_info(ctx: Ctx) -> Result<Outcome> {
-    let info = call(
-        "ImageFsInfo",
-        ctx.img().image_fs_info(cri::ImageFsInfoRequest {}),
-    )
-    .await?;
-    let fs = info
-        .image_filesystems
-        .first()
-        .context("ImageFsInfo returned no image filesystem")?;
+    // Runtimes measure the image filesystem in the background (containerd 1.6 every 10 s,
+    // crius every 10 s and right after a removal): right after a start the first
+    // measurement may not be in yet, so the case asks until one is.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let fs = loop {
+        let info = call(
+            "ImageFsInfo",
+            ctx.img().image_fs_info(cri::ImageFsInfoRequest {}),
+        )
+        .await?;
+        let fs = info
+            .image_filesystems
+            .into_iter()
+            .next()
+            .context("ImageFsInfo returned no image filesystem")?;
+        let used = fs.used_bytes.as_ref().map(|u| u.value).unwrap_or(0);
+        if used > 0 || Instant::now() >= deadline {
+            break fs;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let mountpoint = fs
         .fs_id
         .as_ref()
@@ -213,7 +225,7 @@ async fn fs_info(ctx: Ctx) -> Result<Outcome> {
     let used = fs.used_bytes.as_ref().map(|u| u.value).unwrap_or(0);
     ensure!(
         used > 0,
-        "image filesystem used_bytes: expected > 0 (test images are stored), got {used}"
+        "image filesystem used_bytes: expected > 0 within 25 s (test images are stored), got {used}"
     );
     let age = now_nanos() - fs.timestamp;
     ensure!(
