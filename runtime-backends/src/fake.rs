@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, KnownTask, PullImage, Result, TaskExit,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, PullImage, Result, TaskExit,
     TaskIo, TaskStarted, TaskState, TaskStatus, TaskStdio,
 };
 
@@ -146,8 +146,8 @@ impl Backend for FakeBackend {
             .map(|c| c.values().map(|(r, _)| r.clone()).collect())
             .unwrap_or_default())
     }
-    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()> {
-        self.record(format!("remove_container({id}, {task:?})"))?;
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.record(format!("remove_container({id})"))?;
         if let Ok(mut containers) = self.containers.lock() {
             containers.remove(id);
         }
@@ -227,7 +227,11 @@ impl Backend for FakeBackend {
             stderr: Box::pin(tokio::io::empty()),
         })
     }
-    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+    async fn wait(&self, id: &str, process: &ProcessId) -> Result<TaskExit> {
+        let exec_id = match process {
+            ProcessId::Init => "",
+            ProcessId::Exec(id) => id,
+        };
         self.record(format!("wait({id},{exec_id})"))?;
         let code = self
             .containers

@@ -12,6 +12,7 @@ mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod mountinfo;
+pub mod oci;
 mod types;
 
 pub use error::{BackendError, Result};
@@ -80,9 +81,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Every container crius created in this engine, with its labels.
     async fn list_containers(&self) -> Result<Vec<ContainerRecord>>;
 
-    /// Remove a container, its task and its writable layer. Missing is fine. With
-    /// [`KnownTask::Deleted`] the caller vouches that the container has no task.
-    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()>;
+    /// Remove a container with everything the engine keeps for it (its process, if any
+    /// still runs, is killed first; its writable layer goes). Missing is fine.
+    async fn remove_container(&self, id: &str) -> Result<()>;
 
     /// Start the container's process. Its stdout/stderr are returned as readers; with
     /// `stdio.terminal` the process gets a pty whose output arrives on stdout. With
@@ -118,8 +119,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Start an extra process in a running container.
     async fn exec(&self, request: ExecRequest) -> Result<ExecIo>;
 
-    /// Wait for a process (`exec_id` empty: the init process) to exit.
-    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit>;
+    /// Wait for a process of the container to exit.
+    async fn wait(&self, id: &str, process: &ProcessId) -> Result<TaskExit>;
 
     /// Signal an exec'd process.
     async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()>;

@@ -121,16 +121,6 @@ pub struct ContainerRecord {
     pub created_at_nanos: i64,
 }
 
-/// What the caller knows of a container's task when it removes the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KnownTask {
-    /// There may be one, running or not: the backend looks, and kills and deletes it first.
-    Unknown,
-    /// The caller deleted it, and no other can have been made since: the backend does not
-    /// look (one round trip less on every removal of an exited container).
-    Deleted,
-}
-
 /// Lifecycle state of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskStatus {
@@ -210,13 +200,30 @@ impl std::fmt::Debug for ExecIo {
     }
 }
 
+/// One process of a container: the one it was started with, or a process started in it
+/// later (named by the caller, unique within the container).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProcessId {
+    Init,
+    Exec(String),
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessId::Init => f.write_str("init"),
+            ProcessId::Exec(id) => write!(f, "exec {id}"),
+        }
+    }
+}
+
 /// What the engine tells crius happened, as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
-    /// A process exited (`exec_id` empty: the container's init process).
+    /// A process of a container exited.
     TaskExit {
         container_id: String,
-        exec_id: String,
+        process: ProcessId,
         exit: TaskExit,
     },
     /// The kernel's OOM killer hit the container.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use runtime_backends::{BackendEvent, TaskExit, TaskStatus};
+use runtime_backends::{BackendEvent, ProcessId, TaskExit, TaskStatus};
 
 use crate::runtime::Crius;
 use crate::store::ContainerState;
@@ -23,9 +23,9 @@ async fn apply(crius: &Arc<Crius>, event: BackendEvent) -> crate::error::Result<
     match event {
         BackendEvent::TaskExit {
             container_id,
-            exec_id,
+            process: ProcessId::Init,
             exit,
-        } if exec_id.is_empty() => {
+        } => {
             // Each exit is handled under the object's lifecycle lock, in its own task: a Stop
             // that is waiting for the same exit finishes first (and the exit is recorded once),
             // and a long Stop never holds up the events of other containers.

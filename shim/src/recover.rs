@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runtime_backends::{KnownTask, TaskExit, TaskStatus, LABEL_KIND};
+use runtime_backends::{TaskExit, TaskStatus, LABEL_KIND};
 
 use crate::container::ContainerRecordFile;
 use crate::error::Result;
@@ -61,10 +61,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
             || crius.store.sandboxes.get(&record.meta.sandbox_id).is_none()
         {
             tracing::warn!(container = %id, "record without its container or sandbox: removing it");
-            let _ = crius
-                .backend
-                .remove_container(&id, KnownTask::Unknown)
-                .await;
+            let _ = crius.backend.remove_container(&id).await;
             let _ = std::fs::remove_dir_all(crius.container_io_dir(&id));
             crius.records.remove(CONTAINERS, &id)?;
             crius.records.remove(CONTAINER_SPECS, &id)?;
@@ -104,10 +101,7 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
             .map(String::as_str)
             .unwrap_or("object");
         tracing::warn!(id = %id, kind, "removing a half-created {kind} left by a crash");
-        crius
-            .backend
-            .remove_container(id, KnownTask::Unknown)
-            .await?;
+        crius.backend.remove_container(id).await?;
         if kind == "sandbox" {
             crate::sandbox::files_cleanup(crius, id);
         } else {

@@ -249,19 +249,19 @@ async fn started(crius: &Arc<Crius>, sandbox: &str, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
+async fn removal_is_one_backend_call_in_every_state_and_a_failed_one_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeBackend::default());
     let crius = crius(fake.clone(), dir.path());
     crius.refresh_images().await.unwrap();
     let sandbox = crius.run_sandbox(pod("r")).await.unwrap();
 
-    // Stopped, its task deleted at the exit: the removal vouches that there is none.
+    // Stopped: whatever the engine must do for it happens inside one call.
     let stopped = started(&crius, &sandbox, "stopped").await;
     crius.stop_container(&stopped, 0).await.unwrap();
     assert_eq!(
         removal_calls(&crius, &fake, &stopped).await,
-        ["remove_container(ID, Deleted)"]
+        ["remove_container(ID)"]
     );
 
     // The engine fails the removal: the container stays, and a retry removes it.
@@ -274,41 +274,27 @@ async fn removal_looks_for_a_task_unless_crius_deleted_it_at_the_exit() {
     assert!(crius.store.containers.get(&retried).is_some(), "not lost");
     assert_eq!(
         removal_calls(&crius, &fake, &retried).await,
-        ["remove_container(ID, Deleted)"]
+        ["remove_container(ID)"]
     );
     assert!(crius.store.containers.get(&retried).is_none());
 
-    // The task's deletion failed at the exit: the task may still be there.
-    let kept = started(&crius, &sandbox, "kept").await;
-    fake.failing.lock().unwrap().push("delete_task".into());
-    crius.stop_container(&kept, 0).await.unwrap();
-    fake.failing.lock().unwrap().clear();
-    assert_eq!(
-        crius.store.containers.get(&kept).unwrap().status().state,
-        shim::store::ContainerState::Exited
-    );
-    assert_eq!(
-        removal_calls(&crius, &fake, &kept).await,
-        ["remove_container(ID, Unknown)"]
-    );
-
-    // Never started: crius deleted nothing, so the backend looks.
+    // Never started.
     let created = crius
         .create_container(&sandbox, app("created"))
         .await
         .unwrap();
     assert_eq!(
         removal_calls(&crius, &fake, &created).await,
-        ["remove_container(ID, Unknown)"]
+        ["remove_container(ID)"]
     );
 
-    // Running: stopped first (its task deleted at the exit), then removed without a look.
+    // Running: stopped first (its exit recorded, its task deleted), then removed.
     let running = started(&crius, &sandbox, "running").await;
     crius.remove_container(&running).await.unwrap();
     let calls = calls_for(&fake, &running, 0);
     assert_eq!(
         calls.last().map(String::as_str),
-        Some("remove_container(ID, Deleted)"),
+        Some("remove_container(ID)"),
         "{calls:?}"
     );
     assert!(calls.iter().any(|c| c == "delete_task(ID)"), "{calls:?}");

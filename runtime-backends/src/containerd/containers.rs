@@ -11,8 +11,8 @@ use prost_types::Any;
 
 use super::{fifo, map_status, now_timestamp, timestamp_nanos, Containerd, RUNTIME, SNAPSHOTTER};
 use crate::{
-    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, KnownTask, Result,
-    TaskExit, TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
+    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, Result, TaskExit,
+    TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
 };
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -211,13 +211,14 @@ impl Containerd {
         Ok(records)
     }
 
-    pub(crate) async fn remove_container_impl(&self, id: &str, task: KnownTask) -> Result<()> {
+    pub(crate) async fn remove_container_impl(&self, id: &str) -> Result<()> {
         // A task must go before its container; a running one is killed first. containerd
         // would delete the record of a container whose task still runs, and leave the task
-        // and its shim behind, so only a caller that deleted the task itself skips this.
-        let state = match task {
-            KnownTask::Unknown => self.task_state_impl(id).await?,
-            KnownTask::Deleted => None,
+        // and its shim behind: only a task this backend deleted itself is not looked for.
+        let state = if self.inner.deleted_tasks.take(id) {
+            None
+        } else {
+            self.task_state_impl(id).await?
         };
         if let Some(state) = state {
             if state.status != TaskStatus::Stopped {
@@ -230,6 +231,7 @@ impl Containerd {
         // writes each in its own metadata transaction. Should the record stay (an error),
         // the next remove finds the snapshot gone, which is fine.
         let (deleted, ()) = tokio::join!(self.delete_record(id), self.remove_snapshot(id));
+        self.inner.deleted_tasks.take(id);
         deleted
     }
 
@@ -252,6 +254,7 @@ impl Containerd {
         io_dir: &Path,
         stdio: TaskStdio,
     ) -> Result<TaskStarted> {
+        self.inner.deleted_tasks.started(id);
         let mounts = self
             .snapshots()
             .mounts(self.req(snap::MountsRequest {
@@ -363,6 +366,7 @@ impl Containerd {
             .await
         {
             Ok(response) => {
+                self.inner.deleted_tasks.deleted(id);
                 let response = response.into_inner();
                 Ok(Some(TaskExit {
                     pid: response.pid,
@@ -370,7 +374,10 @@ impl Containerd {
                     exited_at_nanos: timestamp_nanos(response.exited_at.as_ref()),
                 }))
             }
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                self.inner.deleted_tasks.deleted(id);
+                Ok(None)
+            }
             Err(status) => Err(map_status(status, "task", id)),
         }
     }

@@ -9,7 +9,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::{timestamp_nanos, Containerd};
-use crate::{BackendEvent, TaskExit};
+use crate::{BackendEvent, ProcessId, TaskExit};
 
 const TOPICS: [&str; 3] = ["/tasks/exit", "/tasks/oom", "/tasks/start"];
 
@@ -70,10 +70,10 @@ async fn subscribe_once(
                 "/tasks/exit" => TaskExitEvent::decode(any.value.as_slice()).ok().map(|e| {
                     BackendEvent::TaskExit {
                         container_id: e.container_id.clone(),
-                        exec_id: if e.id == e.container_id {
-                            String::new()
+                        process: if e.id == e.container_id {
+                            ProcessId::Init
                         } else {
-                            e.id.clone()
+                            ProcessId::Exec(e.id.clone())
                         },
                         exit: TaskExit {
                             pid: e.pid,

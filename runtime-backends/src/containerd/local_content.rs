@@ -117,7 +117,7 @@ impl LocalContent {
 
     /// Where containerd's local store keeps the blob `digest`, if it is a sha256 digest.
     pub(crate) fn blob_path(&self, digest: &str) -> Option<PathBuf> {
-        super::images::sha256_hex(digest).map(|hex| self.blobs.join(hex))
+        crate::oci::sha256_hex(digest).map(|hex| self.blobs.join(hex))
     }
 
     /// Make the checked (and synced) scratch file read-only, as containerd does with

@@ -8,7 +8,6 @@ mod containers;
 mod events;
 mod fifo;
 mod images;
-pub use images::node_architecture;
 mod local_content;
 mod pull;
 mod usage;
@@ -27,7 +26,7 @@ use tonic::Request;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, KnownTask, Result, TaskExit,
+    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, Result, TaskExit,
     TaskStarted, TaskState, TaskStdio,
 };
 
@@ -71,6 +70,31 @@ struct Inner {
     local_content: tokio::sync::OnceCell<Option<local_content::LocalContent>>,
     /// Per-snapshot disk usage kept between ImageFsInfo measurements.
     snapshot_usage: Arc<std::sync::Mutex<usage::SnapshotUsage>>,
+    deleted_tasks: DeletedTasks,
+}
+
+/// Containers whose task this backend deleted (after it exited) and that have had no task
+/// since: their removal need not ask containerd for a task first, one round trip less on
+/// every removal of an exited container. Not kept across restarts (then it asks).
+#[derive(Default)]
+struct DeletedTasks(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl DeletedTasks {
+    fn deleted(&self, id: &str) {
+        if let Ok(mut ids) = self.0.lock() {
+            ids.insert(id.to_owned());
+        }
+    }
+
+    /// A task is about to be made: the container may have one from now on.
+    fn started(&self, id: &str) {
+        self.take(id);
+    }
+
+    /// Whether the container's task is known deleted; forgets it.
+    fn take(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|mut ids| ids.remove(id))
+    }
 }
 
 impl Containerd {
@@ -105,6 +129,7 @@ impl Containerd {
                 local_content_enabled: config.local_content,
                 local_content: tokio::sync::OnceCell::new(),
                 snapshot_usage: Arc::default(),
+                deleted_tasks: DeletedTasks::default(),
             }),
         })
     }
@@ -296,8 +321,8 @@ impl Backend for Containerd {
         self.list_containers_impl().await
     }
 
-    async fn remove_container(&self, id: &str, task: KnownTask) -> Result<()> {
-        self.remove_container_impl(id, task).await
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.remove_container_impl(id).await
     }
 
     async fn start_task(
@@ -341,8 +366,8 @@ impl Backend for Containerd {
         self.exec_impl(request).await
     }
 
-    async fn wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
-        self.wait_impl(id, exec_id).await
+    async fn wait(&self, id: &str, process: &ProcessId) -> Result<TaskExit> {
+        self.wait_impl(id, exec_id(process)).await
     }
 
     async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
@@ -355,5 +380,36 @@ impl Backend for Containerd {
 
     fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {
         events::spawn(self.clone())
+    }
+}
+
+/// containerd names a container's init process by the empty exec id.
+fn exec_id(process: &ProcessId) -> &str {
+    match process {
+        ProcessId::Init => "",
+        ProcessId::Exec(id) => id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeletedTasks;
+
+    #[test]
+    fn a_deleted_task_is_known_until_the_removal_or_a_new_start() {
+        let tasks = DeletedTasks::default();
+        assert!(
+            !tasks.take("a"),
+            "nothing is known at first: the removal looks"
+        );
+        tasks.deleted("a");
+        assert!(tasks.take("a"), "deleted by this backend: no look");
+        assert!(!tasks.take("a"), "taken once");
+        tasks.deleted("b");
+        tasks.started("b");
+        assert!(
+            !tasks.take("b"),
+            "a task started since: the removal looks again"
+        );
     }
 }

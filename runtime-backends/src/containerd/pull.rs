@@ -40,12 +40,12 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
 use super::apply::{self, ChannelReader, Compression, Root};
-use super::images::{
+use super::local_content::{self, LocalContent, Placed, ScratchFile};
+use super::{map_status, Containerd, SNAPSHOTTER};
+use crate::oci::{
     chain_ids, diff_id_mismatch, node_architecture, parse_config, platform_manifest, repository_of,
     sha256_digest, sha256_hex, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
-use super::local_content::{self, LocalContent, Placed, ScratchFile};
-use super::{map_status, Containerd, SNAPSHOTTER};
 use crate::{
     BackendError, Blob, ImageRecord, PullImage, RegistryCredentials, RegistrySettings, Result,
 };

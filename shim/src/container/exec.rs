@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use runtime_backends::ExecRequest;
+use runtime_backends::{ExecRequest, ProcessId};
 
 use crate::error::{Error, Result};
 use crate::logs::{CaptureBuf, EXEC_SYNC_OUTPUT_CAP};
@@ -41,6 +41,7 @@ impl Crius {
         }
         let process = super::spec::exec_process(&container.meta.process, cmd, false)?;
         let exec_id = format!("exec-{:016x}", rand::random::<u64>());
+        let process_id = ProcessId::Exec(exec_id.clone());
         let container_id = container.meta.id.clone();
         let io = self
             .backend
@@ -55,9 +56,9 @@ impl Crius {
         let stdout = tokio::spawn(CaptureBuf::read_from(io.stdout, EXEC_SYNC_OUTPUT_CAP));
         let stderr = tokio::spawn(CaptureBuf::read_from(io.stderr, EXEC_SYNC_OUTPUT_CAP));
         let waited = if timeout.is_zero() {
-            Ok(self.backend.wait(&container_id, &exec_id).await)
+            Ok(self.backend.wait(&container_id, &process_id).await)
         } else {
-            tokio::time::timeout(timeout, self.backend.wait(&container_id, &exec_id)).await
+            tokio::time::timeout(timeout, self.backend.wait(&container_id, &process_id)).await
         };
         let exit = match waited {
             Ok(exit) => exit,
@@ -66,7 +67,7 @@ impl Crius {
                     .backend
                     .kill_exec(&container_id, &exec_id, libc::SIGKILL as u32)
                     .await;
-                let _ = self.backend.wait(&container_id, &exec_id).await;
+                let _ = self.backend.wait(&container_id, &process_id).await;
                 let _ = self.backend.delete_exec(&container_id, &exec_id).await;
                 stdout.abort();
                 stderr.abort();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime_backends::{
-    CreateContainer, KnownTask, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND,
+    CreateContainer, ProcessId, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND,
     LABEL_SANDBOX_ID,
 };
 
@@ -236,7 +236,7 @@ impl Crius {
         let spec_at = started.elapsed();
         let (backend, undo_id) = (self.backend.clone(), id.to_string());
         cleanup.push("container", move || async move {
-            match backend.remove_container(&undo_id, KnownTask::Unknown).await {
+            match backend.remove_container(&undo_id).await {
                 Err(e) if !e.is_not_found() => Err(e.into()),
                 _ => Ok(()),
             }
@@ -493,7 +493,6 @@ impl Crius {
         }
         // The task is deleted so its shim goes away; the exit status lives on in the store.
         let deleted = self.backend.delete_task(&container.meta.id).await;
-        let task_deleted = deleted.is_ok();
         let exit = match deleted {
             Ok(Some(deleted)) if exit.exited_at_nanos == 0 => deleted,
             _ => exit,
@@ -514,7 +513,6 @@ impl Crius {
                 return;
             }
             s.state = ContainerState::Exited;
-            s.task_deleted = task_deleted;
             s.pid = 0;
             s.exit_code = i32::try_from(exit.exit_code).unwrap_or(i32::MAX);
             // A process that exits at once can end before crius stamped its start.
@@ -576,7 +574,7 @@ impl Crius {
                         Err(e) => return Err(e.into()),
                     }
                     let grace = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
-                    exit = tokio::time::timeout(grace, self.backend.wait(&id, ""))
+                    exit = tokio::time::timeout(grace, self.backend.wait(&id, &ProcessId::Init))
                         .await
                         .ok()
                         .transpose()?;
@@ -593,7 +591,7 @@ impl Crius {
                             Err(e) if e.is_not_found() => {}
                             Err(e) => return Err(e.into()),
                         }
-                        self.backend.wait(&id, "").await?
+                        self.backend.wait(&id, &ProcessId::Init).await?
                     }
                 }
             }
@@ -610,14 +608,7 @@ impl Crius {
         let _op = container.op.lock().await;
         self.stop_container_locked(&container, 0).await?;
         let id = container.meta.id.clone();
-        // Under the op lock an exited container gets no new task: StartContainer wants a
-        // created one.
-        let task = if container.status().task_deleted {
-            KnownTask::Deleted
-        } else {
-            KnownTask::Unknown
-        };
-        self.backend.remove_container(&id, task).await?;
+        self.backend.remove_container(&id).await?;
         let _ = std::fs::remove_dir_all(self.container_io_dir(&id));
         self.records.remove(CONTAINERS, &id)?;
         self.records.remove(CONTAINER_SPECS, &id)?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use runtime_backends::{CreateContainer, KnownTask, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
+use runtime_backends::{CreateContainer, ProcessId, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
 use tokio::io::AsyncReadExt;
 
 use crate::cgroups::CgroupDriver;
@@ -182,10 +182,7 @@ impl Crius {
         let backend = self.backend.clone();
         let pause_id = id.to_string();
         cleanup.push("pause container", move || async move {
-            match backend
-                .remove_container(&pause_id, KnownTask::Unknown)
-                .await
-            {
+            match backend.remove_container(&pause_id).await {
                 Err(e) if !e.is_not_found() => Err(e.into()),
                 _ => Ok(()),
             }
@@ -299,7 +296,7 @@ impl Crius {
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
-                self.backend.wait(id, "").await?;
+                self.backend.wait(id, &ProcessId::Init).await?;
             }
             self.backend.delete_task(id).await?;
         }
@@ -368,9 +365,7 @@ impl Crius {
             self.remove_container(&container.meta.id).await?;
         }
         failpoint::hit("remove.containers")?;
-        self.backend
-            .remove_container(&id, KnownTask::Unknown)
-            .await?;
+        self.backend.remove_container(&id).await?;
         failpoint::hit("remove.pause")?;
         files::remove_dirs(&self.sandbox_root(&id), &self.sandbox_state(&id))?;
         failpoint::hit("remove.files")?;

@@ -312,11 +312,6 @@ pub struct ContainerStatus {
     pub oom_killed: bool,
     /// Resources as last applied (create or UpdateContainerResources).
     pub resources: Option<Resources>,
-    /// crius deleted the container's task after it exited (see
-    /// `runtime_backends::KnownTask`). Not recorded on disk: after a restart crius has not
-    /// seen the deletion itself, and its removal looks for a task again.
-    #[serde(skip)]
-    pub task_deleted: bool,
 }
 
 impl ContainerStatus {
@@ -331,7 +326,6 @@ impl ContainerStatus {
             message: String::new(),
             oom_killed: false,
             resources,
-            task_deleted: false,
         }
     }
 }
@@ -541,7 +535,10 @@ mod tests {
         table.insert("a".into(), first.clone());
         assert!(table.holds("a", &first));
         let second = Arc::new(1);
-        assert!(!table.holds("a", &second), "an equal value is not the entry");
+        assert!(
+            !table.holds("a", &second),
+            "an equal value is not the entry"
+        );
         table.remove("a");
         assert!(!table.holds("a", &first), "a removed entry is not held");
         table.insert("a".into(), second.clone());
