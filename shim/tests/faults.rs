@@ -547,3 +547,189 @@ async fn pods_run_and_removed_in_cycles_leak_nothing_and_hold_fds_and_memory() -
     env.crius.shutdown()?;
     Ok(())
 }
+
+/// What the kubelet-shaped load saw: calls answered and refused, by phase.
+#[derive(Debug, Default)]
+struct LoadTally {
+    reads_ok: usize,
+    reads_failed: usize,
+    pods_made: Vec<String>,
+    churn_failed: usize,
+}
+
+/// kubelet's every-second reads (lists, statuses, stats) on `rt`, and pods made and removed
+/// as kubelet would, until `stop` is set.
+async fn kubelet_load(
+    mut rt: pods::Runtime,
+    logs: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadTally {
+    let mut tally = LoadTally::default();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let reads = async {
+            let pods = rt
+                .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                .await?
+                .into_inner()
+                .items;
+            rt.list_containers(cri::ListContainersRequest { filter: None })
+                .await?;
+            rt.list_container_stats(cri::ListContainerStatsRequest { filter: None })
+                .await?;
+            for pod in pods.iter().take(5) {
+                rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                    verbose: false,
+                })
+                .await?;
+            }
+            Ok::<_, tonic::Status>(())
+        };
+        match reads.await {
+            Ok(()) => tally.reads_ok += 1,
+            Err(_) => tally.reads_failed += 1,
+        }
+        // One pod made and removed every few rounds; failures are expected while
+        // containerd is down, and what they left is judged by the census afterwards.
+        if n % 4 == 0 {
+            let config = pods::pod_config(&format!("churn-{n}"), "faults", &logs);
+            match pods::run_pod(&mut rt, &config).await {
+                Ok(id) => {
+                    tally.pods_made.push(id.clone());
+                    if pods::stop_and_remove_pod(&mut rt, &id).await.is_err() {
+                        tally.churn_failed += 1;
+                    }
+                }
+                Err(_) => tally.churn_failed += 1,
+            }
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_killed_and_restarted_under_load_loses_no_pod_and_leaks_nothing() -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start().await?;
+    let baseline = warm_up(&mut env).await?;
+    let mut witnesses = Vec::new();
+    for w in 0..5 {
+        let (pod, config) = env.run_pod(&format!("witness-{w}")).await?;
+        let container = env.sleeper(&pod, &config, "w").await?;
+        witnesses.push((pod, container));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(kubelet_load(
+        env.rt.clone(),
+        env.logs.path().to_path_buf(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.containerd.kill9()?;
+    // While containerd is down, the store still answers kubelet's reads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listed = env.sandboxes().await?;
+    ensure!(
+        witnesses
+            .iter()
+            .all(|(pod, _)| listed.iter().any(|s| &s.id == pod)),
+        "ListPodSandbox lost pods while containerd was down: {listed:?}"
+    );
+    let down_at = Instant::now();
+    let runtime_ready = |status: &cri::StatusResponse| {
+        status
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.r#type == "RuntimeReady" && c.status)
+    };
+    let mut said_not_ready = false;
+    while down_at.elapsed() < Duration::from_secs(15) {
+        let status = env
+            .rt
+            .status(cri::StatusRequest { verbose: false })
+            .await?
+            .into_inner();
+        if !runtime_ready(&status) {
+            said_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(
+        said_not_ready,
+        "Status kept RuntimeReady true with containerd down"
+    );
+    env.containerd.start_again()?;
+    let up_at = Instant::now();
+    loop {
+        let status = env
+            .rt
+            .status(cri::StatusRequest { verbose: false })
+            .await?
+            .into_inner();
+        if runtime_ready(&status) {
+            break;
+        }
+        ensure!(
+            up_at.elapsed() < Duration::from_secs(30),
+            "RuntimeReady not true again 30 s after containerd came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let back_after = up_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let tally = load.await?;
+    ensure!(
+        tally.reads_ok > 0,
+        "the load made no successful read: {tally:?}"
+    );
+
+    // No pod lost: every witness is ready, its container running (its shim outlived
+    // containerd).
+    for (pod, container) in &witnesses {
+        let status = env
+            .rt
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")?;
+        ensure!(
+            status.state == cri::PodSandboxState::SandboxReady as i32,
+            "witness {pod} is not ready after containerd's restart"
+        );
+        let containers = env.containers_of(pod).await?;
+        ensure!(
+            containers
+                .iter()
+                .any(|c| &c.id == container
+                    && c.state == cri::ContainerState::ContainerRunning as i32),
+            "witness {pod}'s container is not running: {containers:?}"
+        );
+    }
+    // A new pod works again.
+    let (pod, config) = env.run_pod("after").await?;
+    env.sleeper(&pod, &config, "c").await?;
+    env.remove_all().await?;
+    env.ensure_no_leak(&baseline, "containerd's kill and restart under load")?;
+    report(&format!(
+        "containerd SIGKILLed under a kubelet-shaped load and restarted: RuntimeReady back \
+         {:.1}s after it, {} read rounds answered ({} refused), {} pods churned ({} calls \
+         refused), 5 witnesses kept, census clean",
+        back_after.as_secs_f64(),
+        tally.reads_ok,
+        tally.reads_failed,
+        tally.pods_made.len(),
+        tally.churn_failed
+    ));
+    env.crius.shutdown()?;
+    Ok(())
+}

@@ -167,6 +167,15 @@ state = {state}
         Ok(())
     }
 
+    /// SIGKILL containerd alone (a crash: its shims and their tasks live on).
+    /// [`Containerd::start_again`] brings it back.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill9()?;
+        }
+        Ok(())
+    }
+
     /// Start containerd again after [`Containerd::stop`], on the same root, state and socket.
     pub fn start_again(&mut self) -> Result<()> {
         anyhow::ensure!(self.daemon.is_none(), "containerd is still running");
