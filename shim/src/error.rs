@@ -100,8 +100,39 @@ impl Error {
     }
 }
 
+/// The longest message a status carries, in bytes. A status travels in HTTP/2 headers
+/// (`grpc-message`, percent-encoded): one that echoes a 1 MiB id back overflows the client's
+/// header list limit (16 KiB in h2), and the client then loses the whole connection, which
+/// kubelet shares between all its calls, instead of reading the code.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        tonic::Status::new(err.code(), err.to_string())
+        let mut message = err.to_string();
+        if message.len() > MAX_STATUS_MESSAGE {
+            let mut end = MAX_STATUS_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        tonic::Status::new(err.code(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_message_is_cut_to_fit_a_header_and_keeps_its_code() {
+        let huge = format!("pod sandbox {:?} not found", "é".repeat(1 << 20));
+        let status = tonic::Status::from(Error::NotFound(huge.clone()));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().len() <= MAX_STATUS_MESSAGE + "…".len());
+        assert!(huge.starts_with(status.message().trim_end_matches('…')));
+        let short = tonic::Status::from(Error::InvalidArgument("bad".into()));
+        assert_eq!(short.message(), "bad");
     }
 }

@@ -20,6 +20,8 @@ pub mod memory;
 pub mod network;
 pub mod pause;
 pub mod pod_events;
+#[cfg(test)]
+mod properties;
 pub mod recover;
 pub mod runtime;
 pub mod sandbox;

@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!(G, "the image's USER also gets the groups /etc/group gives it", [CreateContainer, ExecSync], image_groups)
             .reference_known_failure("containerd 1.6 looks supplementary groups up for run_as_user (uid 0 when unset), not for the image's USER"),
         case!(G, "a run_as_username the image does not know fails the container", [CreateContainer], unknown_username),
+        case!(G, "run_as_group without run_as_user is refused", [CreateContainer], run_as_group_alone),
         case!(G, "ContainerStatus.user reports the process identity", [ContainerStatus], status_user),
         case!(G, "supplemental_groups_policy Strict ignores the image's /etc/group", [CreateContainer, Status], groups_policy_strict),
         case!(G, "readonly_rootfs makes the root filesystem read-only", [CreateContainer, ExecSync], readonly_rootfs),
@@ -228,6 +229,31 @@ async fn unknown_username(ctx: Ctx) -> Result<Outcome> {
         &[Code::Unknown],
     )
     .await?;
+    pass()
+}
+
+async fn run_as_group_alone(ctx: Ctx) -> Result<Outcome> {
+    let sandbox = ctx.sandbox().await?;
+    let context = cri::LinuxContainerSecurityContext {
+        run_as_group: id(2000),
+        ..Default::default()
+    };
+    // An image with a USER of its own: the group must not be quietly paired with it.
+    let image = ctx.images().user.clone();
+    let config = config_with(&ctx, &sandbox, Some(&image), context);
+    // api.proto: "run_as_group should only be specified when run_as_user or run_as_username
+    // is specified; otherwise, the runtime MUST error." containerd 1.6 refuses it unclassified.
+    let status = ensure_create_fails(
+        &ctx,
+        &sandbox,
+        config,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )
+    .await?;
+    if !ctx.settings().reference {
+        ensure_contains("the refusal", status.message(), "run_as_group")?;
+    }
     pass()
 }
 

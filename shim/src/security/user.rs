@@ -81,9 +81,10 @@ fn id_from_i64(value: i64, what: &str) -> Result<u32, SpecError> {
 /// Resolve the process user.
 ///
 /// Precedence follows containerd: `run_as_username`, then `run_as_user`, then the image's
-/// `USER`, then root. `run_as_group` replaces the group part whichever way the user was
-/// chosen (Kubernetes documents `runAsGroup` alone as overriding only the group). A name
-/// that the image does not define fails the create, naming it.
+/// `USER`, then root. `run_as_group` replaces the group part of the chosen user; the CRI
+/// sends it only with `run_as_user` or `run_as_username` (`services/convert.rs` refuses it
+/// alone, as api.proto demands). A name that the image does not define fails the create,
+/// naming it.
 pub fn resolve_user(
     request: &UserRequest<'_>,
     passwd: Option<&str>,
@@ -302,10 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn group_alone_overrides_only_the_group_and_ids_must_fit() {
+    fn a_requested_group_replaces_the_image_group_and_ids_must_fit() {
         let resolved = resolve(UserRequest {
+            run_as_user: Some(1000),
             run_as_group: Some(5),
-            image_user: "alice:video",
+            image_user: "www-data:video",
             ..request()
         })
         .unwrap();

@@ -364,6 +364,12 @@ pub async fn exec_sync(
             request.timeout
         )));
     }
+    // The command reaches execve as C strings; runc would fail it only after the exec began.
+    if request.cmd.iter().any(|arg| arg.contains('\0')) {
+        return Err(Error::InvalidArgument(
+            "ExecSync: cmd contains a NUL byte".into(),
+        ));
+    }
     let timeout = Duration::from_secs(u64::try_from(request.timeout).unwrap_or(0));
     let output = crius
         .exec_sync(&request.container_id, request.cmd, timeout)

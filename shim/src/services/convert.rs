@@ -203,6 +203,69 @@ pub fn resources_to_cri(r: &Resources) -> cri::LinuxContainerResources {
     }
 }
 
+/// api.proto: "run_as_group should only be specified when run_as_user or run_as_username is
+/// specified; otherwise, the runtime MUST error" (the sandbox's context has no username).
+/// Without this a group alone would be applied to whatever user the image names.
+fn check_run_as_group(
+    rpc: &str,
+    run_as_group: Option<&cri::Int64Value>,
+    run_as_user: Option<&cri::Int64Value>,
+    run_as_username: &str,
+) -> Result<()> {
+    let Some(group) = run_as_group else {
+        return Ok(());
+    };
+    if run_as_user.is_some() || !run_as_username.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{rpc}: linux.security_context.run_as_group {} needs run_as_user or run_as_username",
+        group.value
+    )))
+}
+
+/// The kernel takes paths, arguments, names and sysctls as C strings: a value with a NUL byte
+/// could only fail later, in runc, after every step of the create was done.
+fn no_nul<'a>(rpc: &str, field: &str, values: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if values.into_iter().any(|v| v.contains('\0')) {
+        return Err(invalid(format!("{rpc}: {field} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+/// A mount's path in the container: absolute, and naming a place below `/` once `.` and `..`
+/// are resolved. `..` that stays inside is resolved as runc would (kubelet passes `mountPath`
+/// through unchecked, and containerd accepts it); `..` that climbs above `/` can only be an
+/// attempt at a path outside the container, and `/` itself would hide the image's root
+/// filesystem (runc refuses it only at start).
+fn check_container_path(container_path: &str) -> Result<()> {
+    if !container_path.starts_with('/') {
+        return Err(invalid(format!(
+            "CreateContainer: mount container_path {container_path:?} must be absolute"
+        )));
+    }
+    let mut depth = 0usize;
+    for part in container_path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth = depth.checked_sub(1).ok_or_else(|| {
+                    invalid(format!(
+                        "CreateContainer: mount container_path {container_path:?} climbs above /"
+                    ))
+                })?;
+            }
+            _ => depth += 1,
+        }
+    }
+    if depth == 0 {
+        return Err(invalid(format!(
+            "CreateContainer: mount container_path {container_path:?} is the container's root"
+        )));
+    }
+    Ok(())
+}
+
 fn protocol(raw: i32) -> Result<Protocol> {
     match cri::Protocol::try_from(raw) {
         Ok(cri::Protocol::Tcp) => Ok(Protocol::Tcp),
@@ -234,6 +297,29 @@ impl TryFrom<cri::RunPodSandboxRequest> for SandboxConfig {
         if metadata.uid.is_empty() {
             return Err(invalid("RunPodSandbox: metadata.uid must not be empty"));
         }
+        no_nul(
+            "RunPodSandbox",
+            "hostname, log_directory or cgroup_parent",
+            [&config.hostname, &config.log_directory]
+                .into_iter()
+                .chain(config.linux.iter().map(|l| &l.cgroup_parent)),
+        )?;
+        no_nul(
+            "RunPodSandbox",
+            "a sysctl",
+            config
+                .linux
+                .iter()
+                .flat_map(|l| l.sysctls.iter().flat_map(|(k, v)| [k, v])),
+        )?;
+        no_nul(
+            "RunPodSandbox",
+            "dns_config",
+            config
+                .dns_config
+                .iter()
+                .flat_map(|d| d.servers.iter().chain(&d.searches).chain(&d.options)),
+        )?;
         if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
             return Err(invalid(format!(
                 "RunPodSandbox: log_directory {:?} must be absolute",
@@ -242,6 +328,12 @@ impl TryFrom<cri::RunPodSandboxRequest> for SandboxConfig {
         }
         let linux = config.linux.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
+        check_run_as_group(
+            "RunPodSandbox",
+            sc.run_as_group.as_ref(),
+            sc.run_as_user.as_ref(),
+            "",
+        )?;
         let security = SandboxSecurity {
             namespaces: namespaces(sc.namespace_options)?,
             privileged: sc.privileged,
@@ -344,6 +436,48 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
             &image.runtime_handler,
             "CreateContainer: image.runtime_handler",
         )?;
+        no_nul(
+            "CreateContainer",
+            "command, args, working_dir or log_path",
+            config
+                .command
+                .iter()
+                .chain(&config.args)
+                .chain([&config.working_dir, &config.log_path]),
+        )?;
+        no_nul(
+            "CreateContainer",
+            "an environment variable",
+            config.envs.iter().flat_map(|kv| [&kv.key, &kv.value]),
+        )?;
+        no_nul(
+            "CreateContainer",
+            "a mount or device path",
+            config
+                .mounts
+                .iter()
+                .flat_map(|m| [&m.container_path, &m.host_path])
+                .chain(
+                    config
+                        .devices
+                        .iter()
+                        .flat_map(|d| [&d.container_path, &d.host_path]),
+                ),
+        )?;
+        if let Some(sc) = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+        {
+            no_nul(
+                "CreateContainer",
+                "run_as_username, masked_paths or readonly_paths",
+                [&sc.run_as_username]
+                    .into_iter()
+                    .chain(&sc.masked_paths)
+                    .chain(&sc.readonly_paths),
+            )?;
+        }
         if config.log_path.starts_with('/') || config.log_path.split('/').any(|p| p == "..") {
             return Err(invalid(format!(
                 "CreateContainer: log_path {:?} must be relative to the sandbox log directory",
@@ -352,12 +486,7 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
         }
         let mut mounts = Vec::new();
         for m in config.mounts {
-            if m.container_path.is_empty() || !m.container_path.starts_with('/') {
-                return Err(invalid(format!(
-                    "CreateContainer: mount container_path {:?} must be absolute",
-                    m.container_path
-                )));
-            }
+            check_container_path(&m.container_path)?;
             // An image volume: an image spec naming an image, or any without a host path.
             if m.image
                 .as_ref()
@@ -396,6 +525,12 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
         }
         let linux = config.linux.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
+        check_run_as_group(
+            "CreateContainer",
+            sc.run_as_group.as_ref(),
+            sc.run_as_user.as_ref(),
+            &sc.run_as_username,
+        )?;
         let caps = sc.capabilities.unwrap_or_default();
         let apparmor_legacy = sc.apparmor_profile.clone();
         let security = ContainerSecurity {
@@ -464,4 +599,155 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
 /// Does `labels` hold every pair of `selector`?
 pub fn matches_selector(labels: &Labels, selector: &HashMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox_request(sc: cri::LinuxSandboxSecurityContext) -> cri::RunPodSandboxRequest {
+        cri::RunPodSandboxRequest {
+            config: Some(cri::PodSandboxConfig {
+                metadata: Some(cri::PodSandboxMetadata {
+                    name: "web".into(),
+                    uid: "uid-1".into(),
+                    namespace: "default".into(),
+                    attempt: 0,
+                }),
+                linux: Some(cri::LinuxPodSandboxConfig {
+                    security_context: Some(sc),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: String::new(),
+        }
+    }
+
+    fn container_config(sc: cri::LinuxContainerSecurityContext) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "app".into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            linux: Some(cri::LinuxContainerConfig {
+                resources: None,
+                security_context: Some(sc),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn id(value: i64) -> Option<cri::Int64Value> {
+        Some(cri::Int64Value { value })
+    }
+
+    fn refused_naming_run_as_group<T: std::fmt::Debug>(result: Result<T>) {
+        match result {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("run_as_group 3000"), "{message}")
+            }
+            other => panic!("expected InvalidArgument naming run_as_group, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mount_path_must_name_a_place_below_the_container_root() {
+        for good in ["/data", "/a/./b", "/data/../srv", "//etc//x/"] {
+            assert!(check_container_path(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "data",
+            "/",
+            "//",
+            "/.",
+            "/..",
+            "/a/..",
+            "/../etc",
+            "/a/../../b",
+        ] {
+            assert!(
+                matches!(check_container_path(bad), Err(Error::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_path_argument_or_name_is_refused_naming_the_field() {
+        let mut config = container_config(cri::LinuxContainerSecurityContext::default());
+        config.args = vec!["ok".into(), "a\0b".into()];
+        match ContainerConfig::try_from(config) {
+            Err(Error::InvalidArgument(message)) => assert!(message.contains("args"), "{message}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        let mut request = sandbox_request(cri::LinuxSandboxSecurityContext::default());
+        if let Some(config) = request.config.as_mut() {
+            config.hostname = "web\0".into();
+        }
+        match SandboxConfig::try_from(request) {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("hostname"), "{message}")
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_container_run_as_group_without_a_user_is_refused_naming_the_field() {
+        refused_naming_run_as_group(ContainerConfig::try_from(container_config(
+            cri::LinuxContainerSecurityContext {
+                run_as_group: id(3000),
+                ..Default::default()
+            },
+        )));
+        for sc in [
+            cri::LinuxContainerSecurityContext {
+                run_as_group: id(3000),
+                run_as_user: id(1000),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                run_as_group: id(3000),
+                run_as_username: "alice".into(),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                run_as_user: id(1000),
+                ..Default::default()
+            },
+        ] {
+            let config = ContainerConfig::try_from(container_config(sc.clone()))
+                .unwrap_or_else(|e| panic!("{sc:?}: {e}"));
+            assert_eq!(
+                config.security.run_as_group,
+                sc.run_as_group.map(|g| g.value)
+            );
+        }
+    }
+
+    #[test]
+    fn a_sandbox_run_as_group_without_run_as_user_is_refused_naming_the_field() {
+        refused_naming_run_as_group(SandboxConfig::try_from(sandbox_request(
+            cri::LinuxSandboxSecurityContext {
+                run_as_group: id(3000),
+                ..Default::default()
+            },
+        )));
+        let config = SandboxConfig::try_from(sandbox_request(cri::LinuxSandboxSecurityContext {
+            run_as_group: id(3000),
+            run_as_user: id(1000),
+            ..Default::default()
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (config.security.run_as_user, config.security.run_as_group),
+            (Some(1000), Some(3000))
+        );
+    }
 }

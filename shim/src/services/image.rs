@@ -10,6 +10,9 @@ use runtime_backends::{
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
 
+/// The longest repository name (registry and path) the distribution spec allows.
+const MAX_NAME_LEN: usize = 255;
+
 /// Normalise an image reference the way Docker and kubelet do: `busybox` →
 /// `docker.io/library/busybox:latest`. Image ids (`sha256:…`, bare hex) pass unchanged.
 pub fn normalize_reference(reference: &str) -> std::result::Result<String, String> {
@@ -22,7 +25,7 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
     {
         return Ok(reference.to_string());
     }
-    if reference.contains(char::is_whitespace) {
+    if reference.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid reference {reference:?}"));
     }
     let (name, digest) = match reference.split_once('@') {
@@ -49,8 +52,24 @@ pub fn normalize_reference(reference: &str) -> std::result::Result<String, Strin
         None => format!("docker.io/library/{name}"),
     };
     let last = full.rsplit('/').next().unwrap_or_default();
-    if last.is_empty() || full.split('/').any(str::is_empty) {
+    if last.is_empty()
+        || full
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(format!("invalid reference {reference:?}"));
+    }
+    // The distribution spec caps a repository name, registry included, at 255 characters;
+    // a longer one could only be sent to a registry to be refused there.
+    let repository = match full.rfind(':') {
+        Some(tag) if tag > full.rfind('/').unwrap_or(0) => &full[..tag],
+        _ => full.as_str(),
+    };
+    if repository.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "invalid reference: the repository name is {} characters, more than {MAX_NAME_LEN}",
+            repository.len()
+        ));
     }
     let repo_part = full.rsplit_once('/').map(|(_, l)| l).unwrap_or(&full);
     if repo_part.chars().any(|c| c.is_ascii_uppercase()) {
@@ -363,5 +382,18 @@ mod tests {
         assert!(n("busybox@sha256:xyz").is_err());
         assert!(n("Busybox").is_err());
         assert!(n("a//b").is_err());
+    }
+
+    #[test]
+    fn control_characters_dot_segments_and_overlong_names_are_not_references() {
+        assert!(n("busy\0box").is_err());
+        assert!(n("localhost/../../etc/passwd").is_err());
+        assert!(n("./busybox").is_err());
+        assert!(n("busybox\u{7f}").is_err());
+        let longest = format!("localhost/{}", "a".repeat(245));
+        assert_eq!(n(&longest).unwrap(), format!("{longest}:latest"));
+        assert!(n(&format!("{longest}:tag")).is_ok());
+        assert!(n(&format!("{longest}a")).is_err());
+        assert!(n(&"a".repeat(1 << 20)).is_err());
     }
 }
