@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::runtime::{
     LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
@@ -182,10 +183,15 @@ pub fn linux_resources(
         if cgroups.memory_swap {
             memory.set_swap(Some(if swap != 0 { swap } else { limit }));
         } else if swap != 0 {
-            tracing::warn!(
-                swap,
-                "this node cannot limit swap; the swap limit is not applied"
-            );
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if SAID.swap(true, Ordering::Relaxed) {
+                tracing::debug!(swap, "swap limit not applied (no swap accounting)");
+            } else {
+                tracing::warn!(
+                    swap,
+                    "this node cannot limit swap; swap limits are not applied (said once)"
+                );
+            }
         }
     }
 
@@ -208,9 +214,16 @@ pub fn linux_resources(
             }
             out.set_hugepage_limits(Some(limits));
         } else {
-            tracing::warn!(
-                "the hugetlb cgroup controller is absent; huge page limits are not applied"
-            );
+            // kubelet sends huge page limits with every container: a node fact, said once.
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if SAID.swap(true, Ordering::Relaxed) {
+                tracing::debug!("huge page limits not applied (no hugetlb controller)");
+            } else {
+                tracing::warn!(
+                    "the hugetlb cgroup controller is absent; huge page limits are not \
+                     applied (said once)"
+                );
+            }
         }
     }
 
