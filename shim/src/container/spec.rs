@@ -448,6 +448,26 @@ fn build_devices(
 }
 
 /// Build an application container's spec.
+/// An image's config is outside input like a request: what it puts into the process must
+/// reach execve as C strings, so a NUL byte in it refuses the container here rather than
+/// failing inside runc after the work began.
+fn check_image_config(image: &ImageConfig) -> Result<(), SpecError> {
+    let has_nul = |values: &[String]| values.iter().any(|v| v.contains('\0'));
+    let fields = [
+        ("Env", has_nul(&image.env)),
+        ("Entrypoint", has_nul(&image.entrypoint)),
+        ("Cmd", has_nul(&image.cmd)),
+        ("WorkingDir", image.working_dir.contains('\0')),
+        ("User", image.user.contains('\0')),
+    ];
+    match fields.iter().find(|(_, bad)| *bad) {
+        Some((field, _)) => Err(SpecError::InvalidArgument(format!(
+            "the image config's {field} holds a NUL byte"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, SpecError> {
     let config = input.config;
     let security = &config.security;
@@ -460,6 +480,7 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
         )));
     }
 
+    check_image_config(input.image)?;
     let args = process_args(config, input.image)?;
     let env = process_env(config, input.image, sandbox);
     let cwd = [
