@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, PullImage, Result, TaskExit,
-    TaskIo, TaskStarted, TaskState, TaskStatus, TaskStdio,
+    ExecRequest, Features, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, PullImage, Result,
+    TaskExit, TaskIo, TaskStarted, TaskState, TaskStatus, TaskStdio,
 };
 
 #[derive(Default)]
@@ -22,6 +22,10 @@ pub struct FakeBackend {
     /// Calls whose name is here fail with `Unavailable`.
     pub failing: Mutex<Vec<String>>,
     pub events: Mutex<Option<mpsc::Sender<BackendEvent>>>,
+    /// What `features` answers for every handler (none unless a test grants them).
+    pub features: Mutex<Features>,
+    /// The OCI spec each container was created with.
+    pub specs: Mutex<HashMap<String, oci_spec::runtime::Spec>>,
 }
 
 impl FakeBackend {
@@ -60,6 +64,9 @@ impl FakeBackend {
 impl Backend for FakeBackend {
     fn name(&self) -> &'static str {
         "fake"
+    }
+    fn features(&self, _handler: &str) -> Features {
+        self.features.lock().map(|f| *f).unwrap_or_default()
     }
     async fn version(&self) -> Result<EngineVersion> {
         self.record("version()".into())?;
@@ -127,6 +134,9 @@ impl Backend for FakeBackend {
     }
     async fn create_container(&self, request: CreateContainer) -> Result<()> {
         self.record(format!("create_container({})", request.id))?;
+        if let Ok(mut specs) = self.specs.lock() {
+            specs.insert(request.id.clone(), request.spec.clone());
+        }
         let record = ContainerRecord {
             id: request.id.clone(),
             labels: request.labels.clone(),

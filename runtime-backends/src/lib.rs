@@ -33,6 +33,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The engine's version; also the cheapest liveness probe.
     async fn version(&self) -> Result<EngineVersion>;
 
+    /// What the engine can do for pods of runtime handler `handler` (`""` is the default).
+    fn features(&self, handler: &str) -> Features;
+
     // ---- images ----
 
     /// Every image the engine holds, with its tags and digests.

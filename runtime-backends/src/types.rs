@@ -200,6 +200,21 @@ impl std::fmt::Debug for ExecIo {
     }
 }
 
+/// What an engine can do for the pods of one runtime handler, beyond what every engine
+/// must. The shim refuses a request that needs a missing feature before any work, and
+/// reports them to kubelet (`Status.runtime_handlers`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Pods in a user namespace of their own (CRI `userns_options` mode POD).
+    pub user_namespaces: bool,
+    /// Bind mounts with uid/gid mappings (a user-namespaced pod's volumes need them).
+    pub idmapped_mounts: bool,
+    /// Read-only bind mounts whose submounts are read-only too.
+    pub recursive_read_only_mounts: bool,
+    /// Registry mirrors, credentials and CAs given with each pull (not only daemon-wide).
+    pub per_pull_registry_settings: bool,
+}
+
 /// One process of a container: the one it was started with, or a process started in it
 /// later (named by the caller, unique within the container).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

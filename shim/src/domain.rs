@@ -160,6 +160,11 @@ pub struct Mount {
     pub selinux_relabel: bool,
     pub propagation: Propagation,
     pub recursive_read_only: bool,
+    /// An idmapped mount: host ids seen as these container ids (empty: a plain bind).
+    #[serde(default)]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub gid_mappings: Vec<IdMapping>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

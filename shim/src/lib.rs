@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod failpoint;
+pub mod features;
 pub mod instrument;
 pub mod layer_usage;
 pub mod logs;

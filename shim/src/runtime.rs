@@ -219,6 +219,15 @@ impl Crius {
         self.backend_up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The engine as the pods of runtime handler `handler` see it.
+    pub fn engine<'a>(&'a self, handler: &'a str) -> crate::features::Engine<'a> {
+        crate::features::Engine {
+            backend: self.backend.name(),
+            handler,
+            features: self.backend.features(handler),
+        }
+    }
+
     pub fn not_found_sandbox(id: &str) -> Error {
         Error::NotFound(format!("pod sandbox {id:?} not found"))
     }

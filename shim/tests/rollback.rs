@@ -301,6 +301,79 @@ async fn removal_is_one_backend_call_in_every_state_and_a_failed_one_is_retried(
     crius.remove_sandbox(&sandbox).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_feature_the_backend_lacks_is_refused_before_any_work_and_used_where_it_has_it() {
+    use runtime_backends::Features;
+    use shim::domain::{Mount, Propagation, UserNamespace};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeBackend::default());
+    let crius = crius(fake.clone(), dir.path());
+    crius.refresh_images().await.unwrap();
+
+    // A pod of its own user namespace, from a backend without user namespaces.
+    let mut userns_pod = pod("userns");
+    userns_pod.security.namespaces.userns = Some(UserNamespace {
+        mode: NamespaceMode::Pod,
+        uids: vec![],
+        gids: vec![],
+    });
+    let before = fake.calls().len();
+    let err = crius.run_sandbox(userns_pod).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("backend fake"), "{err}");
+    assert!(
+        fake.calls()[before..].is_empty(),
+        "{:?}",
+        &fake.calls()[before..]
+    );
+    assert!(crius.store.sandboxes.is_empty());
+
+    // A recursive read-only mount and an idmapped one, from a backend without them.
+    let sandbox = crius.run_sandbox(pod("f")).await.unwrap();
+    let rro = Mount {
+        container_path: "/ro".into(),
+        host_path: dir.path().display().to_string(),
+        readonly: true,
+        selinux_relabel: false,
+        propagation: Propagation::Private,
+        recursive_read_only: true,
+        uid_mappings: vec![],
+        gid_mappings: vec![],
+    };
+    let mut asks = app("rro");
+    asks.mounts = vec![rro];
+    let before = fake.calls().len();
+    let err = crius
+        .create_container(&sandbox, asks.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("recursive_read_only"), "{err}");
+    assert!(
+        fake.calls()[before..].is_empty(),
+        "{:?}",
+        &fake.calls()[before..]
+    );
+    assert_eq!(crius.store.containers.len(), 0, "nothing left behind");
+
+    // Granted: the same request is made, and the spec carries it.
+    *fake.features.lock().unwrap() = Features {
+        recursive_read_only_mounts: true,
+        ..Features::default()
+    };
+    let id = crius.create_container(&sandbox, asks).await.unwrap();
+    let specs = fake.specs.lock().unwrap();
+    let mount = specs[&id]
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination().as_os_str() == "/ro")
+        .cloned()
+        .unwrap();
+    assert!(mount.options().as_ref().unwrap().iter().any(|o| o == "rro"));
+}
+
 /// Each sandbox's name and state as an unfiltered ListPodSandbox answers, from the bytes a
 /// client would get.
 fn listed_sandboxes(crius: &Crius) -> Vec<(String, i32)> {

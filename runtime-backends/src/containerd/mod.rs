@@ -26,7 +26,7 @@ use tonic::Request;
 
 use crate::{
     Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, Result, TaskExit,
+    ExecRequest, Features, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, Result, TaskExit,
     TaskStarted, TaskState, TaskStdio,
 };
 
@@ -264,6 +264,18 @@ pub(crate) fn now_timestamp() -> prost_types::Timestamp {
 
 #[async_trait]
 impl Backend for Containerd {
+    fn features(&self, _handler: &str) -> Features {
+        // runc 1.1 through the runc v2 shim (the one handler crius runs): a pod's own user
+        // namespace works (the pause process makes it, the rootfs is remapped by copy-up),
+        // but runc 1.1 has neither idmapped nor recursive read-only mounts.
+        Features {
+            user_namespaces: true,
+            idmapped_mounts: false,
+            recursive_read_only_mounts: false,
+            per_pull_registry_settings: true,
+        }
+    }
+
     fn name(&self) -> &'static str {
         ENGINE
     }

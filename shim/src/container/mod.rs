@@ -129,6 +129,8 @@ impl Crius {
                 sandbox.meta.id, config.metadata.name
             )));
         }
+        self.engine(&sandbox.meta.config.runtime_handler)
+            .check_container(&config)?;
         let name = reserved_name(&config, &sandbox.meta.config);
         let crius = self.clone();
         self.store

@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oci_spec::runtime::{
-    LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
-    LinuxNamespaceType, LinuxResources, Mount, Process, Spec, User,
+    LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxIdMapping,
+    LinuxMemory, LinuxNamespaceType, LinuxResources, Mount, Process, Spec, User,
 };
 use runtime_backends::ImageConfig;
 
-use crate::domain::{ContainerConfig, NamespaceMode, Propagation, Resources, SandboxConfig};
+use crate::domain::{
+    ContainerConfig, IdMapping, NamespaceMode, Propagation, Resources, SandboxConfig,
+};
 use crate::sandbox::spec::{annotations, deny_all_devices, DEFAULT_PATH_ENV};
 use crate::security::caps::container_capabilities;
 use crate::security::mounts::{bind, clean_path, default_mounts, depth};
@@ -254,6 +256,9 @@ struct BindRequest {
     source: String,
     readonly: bool,
     propagation: Propagation,
+    recursive_read_only: bool,
+    uid_mappings: Vec<IdMapping>,
+    gid_mappings: Vec<IdMapping>,
 }
 
 /// Mount entries: the defaults (minus any a bind mount replaces; all of /dev's when /dev
@@ -276,19 +281,15 @@ fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<St
                 m.container_path
             )));
         }
-        if m.recursive_read_only {
-            // runc 1.1 cannot make a mount read-only recursively; a plain read-only bind
-            // would leave submounts writable, which is not what was asked for.
-            return Err(SpecError::FailedPrecondition(format!(
-                "recursive read-only mount at {:?} is not supported by this node's OCI runtime",
-                m.container_path
-            )));
-        }
         binds.push(BindRequest {
             destination: clean_path(&m.container_path),
             source: m.host_path.clone(),
             readonly: m.readonly,
             propagation: m.propagation,
+            // Whether the engine can is checked before any work (`crate::features`).
+            recursive_read_only: m.recursive_read_only,
+            uid_mappings: m.uid_mappings.clone(),
+            gid_mappings: m.gid_mappings.clone(),
         });
     }
 
@@ -319,6 +320,9 @@ fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<St
                 source,
                 readonly,
                 propagation: Propagation::Private,
+                recursive_read_only: false,
+                uid_mappings: Vec::new(),
+                gid_mappings: Vec::new(),
             });
         }
     }
@@ -353,14 +357,30 @@ fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<St
             }
         };
         let access = if b.readonly { "ro" } else { "rw" };
-        let options = vec![
+        let mut options = vec![
             "rbind".to_string(),
             propagation.to_string(),
             access.to_string(),
         ];
-        mounts.push(bind(&b.source, &b.destination, options));
+        // CRI: recursive_read_only needs readonly; `rro` makes the submounts read-only too.
+        if b.recursive_read_only {
+            options.push("rro".to_string());
+        }
+        let mut mount = bind(&b.source, &b.destination, options);
+        if !b.uid_mappings.is_empty() {
+            mount
+                .set_uid_mappings(Some(oci_id_mappings(&b.uid_mappings)?))
+                .set_gid_mappings(Some(oci_id_mappings(&b.gid_mappings)?));
+        }
+        mounts.push(mount);
     }
     Ok((mounts, rootfs_propagation))
+}
+
+fn oci_id_mappings(list: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+    list.iter()
+        .map(|m| crate::security::oci::id_mapping(m.container_id, m.host_id, m.length))
+        .collect()
 }
 
 fn linux_device(device: &HostDevice, container_path: &str) -> LinuxDevice {
@@ -893,6 +913,8 @@ mod tests {
             selinux_relabel: false,
             propagation,
             recursive_read_only: false,
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
         }
     }
 
@@ -1434,10 +1456,41 @@ mod tests {
         let mut f = Fixture::new();
         f.config.mounts = vec![cri_mount("relative", "/x", false, Propagation::Private)];
         assert!(matches!(f.build(), Err(SpecError::InvalidArgument(_))));
+    }
+
+    /// Whether the engine can is checked before the spec is built (`crate::features`);
+    /// the spec says what was asked.
+    #[test]
+    fn recursive_read_only_and_idmapped_mounts_are_rendered() {
+        let mut f = Fixture::new();
         let mut rro = cri_mount("/ro", "/x", true, Propagation::Private);
         rro.recursive_read_only = true;
-        f.config.mounts = vec![rro];
-        assert!(matches!(f.build(), Err(SpecError::FailedPrecondition(_))));
+        let mut mapped = cri_mount("/mapped", "/y", false, Propagation::Private);
+        let map = vec![IdMapping {
+            host_id: 100_000,
+            container_id: 0,
+            length: 65_536,
+        }];
+        mapped.uid_mappings = map.clone();
+        mapped.gid_mappings = map;
+        f.config.mounts = vec![rro, mapped];
+        let spec = f.build().unwrap();
+        let options = mount(&spec, "/ro")
+            .and_then(|m| m.options().clone())
+            .unwrap();
+        assert!(options.iter().any(|o| o == "ro") && options.iter().any(|o| o == "rro"));
+        let mapped = mount(&spec, "/mapped").unwrap();
+        let uids = mapped.uid_mappings().clone().unwrap();
+        assert_eq!(
+            (uids[0].host_id(), uids[0].container_id(), uids[0].size()),
+            (100_000, 0, 65_536)
+        );
+        assert!(mapped.gid_mappings().is_some());
+        let plain = mount(&spec, "/ro").unwrap();
+        assert!(
+            plain.uid_mappings().is_none(),
+            "a plain bind has no mappings"
+        );
     }
 
     #[test]

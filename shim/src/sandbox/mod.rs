@@ -70,6 +70,8 @@ impl Crius {
     /// RunPodSandbox. The work runs detached from the caller (decision 5).
     pub async fn run_sandbox(self: &Arc<Self>, config: SandboxConfig) -> Result<String> {
         check_runtime_handler(&config.runtime_handler, "RunPodSandbox")?;
+        self.engine(&config.runtime_handler)
+            .check_sandbox(&config)?;
         crate::security::validate_sysctls(&config.sysctls, &config.security.namespaces)?;
         let name = reserved_name(&config);
         let crius = self.clone();

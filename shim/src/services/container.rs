@@ -7,7 +7,8 @@ use std::time::Duration;
 use cri_api::v1 as cri;
 
 use super::convert::{
-    matches_selector, propagation_to_cri, resources, resources_to_cri, stop_signal_to_cri, to_map,
+    id_mappings_to_cri, matches_selector, propagation_to_cri, resources, resources_to_cri,
+    stop_signal_to_cri, to_map,
 };
 use crate::domain::ContainerConfig;
 use crate::error::{Error, Result};
@@ -157,8 +158,8 @@ pub fn status_at(container: &Container, status: &ContainerStatus) -> cri::Contai
                 readonly: m.readonly,
                 selinux_relabel: m.selinux_relabel,
                 propagation: propagation_to_cri(m.propagation),
-                uid_mappings: Vec::new(),
-                gid_mappings: Vec::new(),
+                uid_mappings: id_mappings_to_cri(&m.uid_mappings),
+                gid_mappings: id_mappings_to_cri(&m.gid_mappings),
                 recursive_read_only: m.recursive_read_only,
                 image: None,
                 image_sub_path: String::new(),

@@ -49,6 +49,16 @@ fn selinux_label(o: cri::SeLinuxOption) -> Option<String> {
     Some(parts.join(":"))
 }
 
+pub fn id_mappings_to_cri(list: &[IdMapping]) -> Vec<cri::IdMapping> {
+    list.iter()
+        .map(|m| cri::IdMapping {
+            host_id: m.host_id,
+            container_id: m.container_id,
+            length: m.length,
+        })
+        .collect()
+}
+
 fn id_mappings(list: Vec<cri::IdMapping>) -> Vec<IdMapping> {
     list.into_iter()
         .map(|m| IdMapping {
@@ -88,24 +98,8 @@ pub fn namespaces_to_cri(o: &NamespaceOptions) -> cri::NamespaceOption {
         target_id: o.target_id.clone(),
         userns_options: o.userns.as_ref().map(|u| cri::UserNamespace {
             mode: namespace_mode_to_cri(u.mode),
-            uids: u
-                .uids
-                .iter()
-                .map(|m| cri::IdMapping {
-                    host_id: m.host_id,
-                    container_id: m.container_id,
-                    length: m.length,
-                })
-                .collect(),
-            gids: u
-                .gids
-                .iter()
-                .map(|m| cri::IdMapping {
-                    host_id: m.host_id,
-                    container_id: m.container_id,
-                    length: m.length,
-                })
-                .collect(),
+            uids: id_mappings_to_cri(&u.uids),
+            gids: id_mappings_to_cri(&u.gids),
         }),
     }
 }
@@ -503,9 +497,9 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                     m.host_path
                 )));
             }
-            if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-                return Err(Error::FailedPrecondition(format!(
-                    "CreateContainer: mount of {} asks for an idmapped mount, which this node cannot do (runc 1.1 has no idmapped mounts; crius reports user_namespaces=false)",
+            if m.uid_mappings.is_empty() != m.gid_mappings.is_empty() {
+                return Err(invalid(format!(
+                    "CreateContainer: mount of {} gives uid_mappings or gid_mappings without the other",
                     m.container_path
                 )));
             }
@@ -516,6 +510,8 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                 selinux_relabel: m.selinux_relabel,
                 propagation: propagation(m.propagation)?,
                 recursive_read_only: m.recursive_read_only,
+                uid_mappings: id_mappings(m.uid_mappings),
+                gid_mappings: id_mappings(m.gid_mappings),
             });
         }
         if !config.cdi_devices.is_empty() {

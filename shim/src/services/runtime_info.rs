@@ -53,12 +53,17 @@ pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusR
         });
         info.insert("config".to_string(), config.to_string());
     }
-    let handler = |name: &str| cri::RuntimeHandler {
-        name: name.to_string(),
-        features: Some(cri::RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
-            user_namespaces: false,
-        }),
+    let handler = |name: &str| {
+        let features = crius.backend.features(name);
+        cri::RuntimeHandler {
+            name: name.to_string(),
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: features.recursive_read_only_mounts,
+                // kubelet runs `hostUsers: false` pods only where this is true, and their
+                // volumes need idmapped mounts: both, or the pods fail at their mounts.
+                user_namespaces: features.user_namespaces && features.idmapped_mounts,
+            }),
+        }
     };
     Ok(cri::StatusResponse {
         status: Some(cri::RuntimeStatus {
