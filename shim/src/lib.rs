@@ -18,6 +18,7 @@ pub mod instrument;
 pub mod layer_usage;
 pub mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod network;
 pub mod pause;
 pub mod pod_events;

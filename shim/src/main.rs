@@ -64,7 +64,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     for dir in [&config.root, &config.state] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let backend: Arc<dyn runtime_backends::Backend> = match config.backend {
+    let mut backend: Arc<dyn runtime_backends::Backend> = match config.backend {
         BackendKind::Containerd => Arc::new(runtime_backends::containerd::Containerd::new(
             runtime_backends::containerd::ContainerdConfig {
                 address: config.containerd_address.clone(),
@@ -76,14 +76,31 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             anyhow::bail!("the docker backend is not built yet; use --backend containerd")
         }
     };
+    if config.metrics_address.is_some() {
+        backend = Arc::new(shim::metrics::backend::TimedBackend::new(backend));
+    }
     let listen = config.listen.clone();
     // From here on a signal stops crius cleanly, and takes the socket with it.
     let mut shutdown = shim::server::Shutdown::watch();
     // Claim the socket first: a second crius must not touch the first one's state.
     let listener = shim::server::bind(&listen)?;
+    let metrics = match config.metrics_address {
+        Some(address) => match shim::metrics::Endpoint::bind(address).await {
+            Ok(endpoint) => Some(endpoint),
+            Err(e) => {
+                let _ = std::fs::remove_file(&listen);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let not_served = tokio::select! {
         started = start(config, backend) => match started {
-            Ok(crius) => return shim::server::serve(crius, listener, &listen, shutdown).await,
+            Ok(crius) => {
+                // Serves while the CRI does; dropped, it stops with it.
+                let _metrics = metrics.map(|endpoint| endpoint.serve(crius.clone()));
+                return shim::server::serve(crius, listener, &listen, shutdown).await;
+            }
             Err(e) => Err(e),
         },
         () = shutdown.requested() => {

@@ -112,10 +112,12 @@ pub async fn recover(crius: &Arc<Crius>) -> Result<()> {
     remove_orphan_dirs(crius, &crius.config.root.join(SANDBOXES));
     remove_orphan_dirs(crius, &crius.config.state.join(SANDBOXES));
     remove_orphan_container_dirs(crius);
+    let elapsed = started.elapsed();
+    crate::metrics::store_rebuilt(elapsed);
     tracing::info!(
         sandboxes = crius.store.sandboxes.len(),
         containers = crius.store.containers.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = elapsed.as_millis() as u64,
         "recovered state"
     );
     Ok(())

@@ -335,10 +335,14 @@ impl Network {
             args: &attachment.cni_args,
         };
         let started = std::time::Instant::now();
-        let result = self
+        let added = self
             .plugins
             .add(network, &call, &attachment.runtime_config)
-            .await?;
+            .await;
+        crate::metrics::CNI
+            .add
+            .finished(started.elapsed(), added.is_ok());
+        let result = added?;
         let ips = cni::pod_ips(&result);
         attachment.result = Some(result);
         self.attachments.write(ATTACHMENTS, id, &attachment).await?;
@@ -401,14 +405,20 @@ impl Network {
             if_name: POD_IF_NAME,
             args: &attachment.cni_args,
         };
-        self.plugins
+        let started = std::time::Instant::now();
+        let deleted = self
+            .plugins
             .del(
                 &network,
                 &call,
                 &attachment.runtime_config,
                 attachment.result.as_ref(),
             )
-            .await
+            .await;
+        crate::metrics::CNI
+            .del
+            .finished(started.elapsed(), deleted.is_ok());
+        deleted
     }
 
     fn attachment(&self, id: &str) -> Option<Attachment> {

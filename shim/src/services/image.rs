@@ -285,6 +285,7 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
         })
         .filter(|c| !c.is_empty());
     tracing::debug!(image = %reference, with_credentials = credentials.is_some(), "pulling image");
+    let started = std::time::Instant::now();
     let pulled = crius
         .backend
         .pull_image(PullImage {
@@ -293,13 +294,17 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
             registry: registry_settings(&crius.config.registry),
             progress_timeout: crius.config.image_pull_progress_timeout,
         })
-        .await
-        .map_err(|e| match e {
-            BackendError::NotFound { id, .. } => Error::NotFound(format!(
-                "PullImage: image {reference:?} not found in the registry: {id}"
-            )),
-            other => Error::Backend(other),
-        })?;
+        .await;
+    crate::metrics::PULLS.finished(
+        started.elapsed(),
+        pulled.as_ref().ok().map(|image| image.size),
+    );
+    let pulled = pulled.map_err(|e| match e {
+        BackendError::NotFound { id, .. } => Error::NotFound(format!(
+            "PullImage: image {reference:?} not found in the registry: {id}"
+        )),
+        other => Error::Backend(other),
+    })?;
     crius.refresh_images().await?;
     Ok(cri::PullImageResponse {
         image_ref: pulled.id,
