@@ -13,6 +13,7 @@ mod error;
 pub mod fake;
 pub mod mountinfo;
 pub mod oci;
+pub mod reference;
 mod types;
 
 pub use error::{BackendError, Result};

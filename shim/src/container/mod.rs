@@ -168,7 +168,7 @@ impl Crius {
         config: ContainerConfig,
         cleanup: &mut Cleanup,
     ) -> Result<()> {
-        let reference = crate::services::image::normalize_reference(&config.image)
+        let reference = runtime_backends::reference::normalize(&config.image)
             .map_err(|e| Error::InvalidArgument(format!("image {:?}: {e}", config.image)))?;
         let image = self
             .store

@@ -10,79 +10,10 @@ use runtime_backends::{
 use crate::error::{Error, Result};
 use crate::runtime::Crius;
 
-/// The longest repository name (registry and path) the distribution spec allows.
-const MAX_NAME_LEN: usize = 255;
-
-/// Normalise an image reference the way Docker and kubelet do: `busybox` →
-/// `docker.io/library/busybox:latest`. Image ids (`sha256:…`, bare hex) pass unchanged.
-pub fn normalize_reference(reference: &str) -> std::result::Result<String, String> {
-    let reference = reference.trim();
-    if reference.is_empty() {
-        return Err("empty image reference".into());
-    }
-    if reference.starts_with("sha256:")
-        || (reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Ok(reference.to_string());
-    }
-    if reference.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(format!("invalid reference {reference:?}"));
-    }
-    let (name, digest) = match reference.split_once('@') {
-        Some((n, d)) => {
-            if !d.starts_with("sha256:")
-                || d.len() != 71
-                || !d[7..].bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(format!("invalid digest {d:?}"));
-            }
-            (n, Some(d))
-        }
-        None => (reference, None),
-    };
-    let (first, rest) = match name.split_once('/') {
-        Some((f, r)) => (f, Some(r)),
-        None => (name, None),
-    };
-    let full = match rest {
-        Some(_) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            name.to_string()
-        }
-        Some(_) => format!("docker.io/{name}"),
-        None => format!("docker.io/library/{name}"),
-    };
-    let last = full.rsplit('/').next().unwrap_or_default();
-    if last.is_empty()
-        || full
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(format!("invalid reference {reference:?}"));
-    }
-    // The distribution spec caps a repository name, registry included, at 255 characters;
-    // a longer one could only be sent to a registry to be refused there.
-    let repository = match full.rfind(':') {
-        Some(tag) if tag > full.rfind('/').unwrap_or(0) => &full[..tag],
-        _ => full.as_str(),
-    };
-    if repository.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid reference: the repository name is {} characters, more than {MAX_NAME_LEN}",
-            repository.len()
-        ));
-    }
-    let repo_part = full.rsplit_once('/').map(|(_, l)| l).unwrap_or(&full);
-    if repo_part.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!(
-            "invalid reference {reference:?}: repository names must be lowercase"
-        ));
-    }
-    Ok(match digest {
-        Some(d) => format!("{full}@{d}"),
-        None if repo_part.contains(':') => full,
-        None => format!("{full}:latest"),
-    })
-}
+/// Normalise an image reference the way Docker and kubelet do (`busybox` →
+/// `docker.io/library/busybox:latest`), by the project's one reference grammar; image ids
+/// pass unchanged.
+pub use runtime_backends::reference::normalize as normalize_reference;
 
 /// An image spec's `runtime_handler` must be one crius runs (CRI: an unknown one is
 /// refused). All of them share the backend's one image store.
