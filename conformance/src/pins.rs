@@ -9,8 +9,8 @@ const STREAMING: &str =
 const METRICS: &str =
     "the CRI metrics RPCs answer Unimplemented until the events + metrics issue lands";
 const CHECKPOINT: &str = "CheckpointContainer needs CRIU, which neither runtime here has";
-const RUNC_1_1_RRO: &str =
-    "runc 1.1 on this machine has no recursive read-only mounts (rro needs runc >= 1.2)";
+const CONTAINERD_1_6_NO_RRO: &str =
+    "the endpoint reports no recursive read-only mounts (containerd 1.6 does not ask runc)";
 const RUNC_1_1_USERNS: &str =
     "runc 1.1 on this machine has no idmapped mounts, so no user-namespaced pods";
 const CONTAINERD_1_6_NO_EVENTS: &str = "containerd 1.6 does not implement GetContainerEvents";
@@ -26,10 +26,6 @@ pub const CRIUS_CONTAINERD_SKIPS: &[Pin] = &[
     Pin {
         case: "[container] CheckpointContainer writes a checkpoint archive of a running container",
         reason: CHECKPOINT,
-    },
-    Pin {
-        case: "[container] recursive read-only mounts make submounts read-only too",
-        reason: RUNC_1_1_RRO,
     },
     Pin {
         case: "[security] a user namespace maps the pod's root to the given host ids",
@@ -116,7 +112,7 @@ pub const REFERENCE_SKIPS: &[Pin] = &[
     Pin { case: "[container] CheckpointContainer writes a checkpoint archive of a running container", reason: CHECKPOINT },
     Pin { case: "[container] ContainerStatus.image_id equals the Image.id of its image", reason: CONTAINERD_1_6_NO_FIELD },
     Pin { case: "[container] StreamContainers returns what ListContainers returns", reason: CONTAINERD_1_6_UNKNOWN_METHOD },
-    Pin { case: "[container] recursive read-only mounts make submounts read-only too", reason: RUNC_1_1_RRO },
+    Pin { case: "[container] recursive read-only mounts make submounts read-only too", reason: CONTAINERD_1_6_NO_RRO },
     Pin { case: "[container] stop_signal from the config is what StopContainer sends", reason: CONTAINERD_1_6_NO_FIELD },
     Pin { case: "[events] GetContainerEvents reports created, started, stopped and deleted in order", reason: CONTAINERD_1_6_NO_EVENTS },
     Pin { case: "[events] container events carry the pod sandbox status and the container's status", reason: CONTAINERD_1_6_NO_EVENTS },

@@ -126,9 +126,94 @@ pub fn repository_of(name: &str) -> &str {
     }
 }
 
+/// What an OCI runtime says it supports (`<runtime> features`, OCI runtime-spec
+/// `features.md`, printed by runc >= 1.1, crun and youki). A runtime that prints nothing
+/// usable supports none of the optional features.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeFeatures {
+    /// `rro` is among its mount options (recursive read-only bind mounts).
+    pub recursive_read_only: bool,
+    /// `linux.mountExtensions.idmap.enabled`.
+    pub idmapped_mounts: bool,
+    /// `user` is among its namespaces.
+    pub user_namespaces: bool,
+}
+
+impl RuntimeFeatures {
+    pub fn from_json(text: &[u8]) -> Result<RuntimeFeatures> {
+        let json: Value = serde_json::from_slice(text).map_err(|e| {
+            BackendError::InvalidArgument(format!("the runtime's features are not JSON: {e}"))
+        })?;
+        let listed = |list: &Value, name: &str| {
+            list.as_array()
+                .is_some_and(|items| items.iter().any(|i| i.as_str() == Some(name)))
+        };
+        Ok(RuntimeFeatures {
+            recursive_read_only: listed(&json["mountOptions"], "rro"),
+            idmapped_mounts: json["linux"]["mountExtensions"]["idmap"]["enabled"]
+                .as_bool()
+                .unwrap_or(false),
+            user_namespaces: listed(&json["linux"]["namespaces"], "user"),
+        })
+    }
+
+    /// Asks `binary features`; a runtime that cannot say (older, missing, failing) gets
+    /// no optional feature, and the reason is returned with it for the log.
+    pub fn probe(binary: &str) -> (RuntimeFeatures, Option<String>) {
+        match std::process::Command::new(binary).arg("features").output() {
+            Ok(out) if out.status.success() => match RuntimeFeatures::from_json(&out.stdout) {
+                Ok(features) => (features, None),
+                Err(e) => (RuntimeFeatures::default(), Some(e.to_string())),
+            },
+            Ok(out) => (
+                RuntimeFeatures::default(),
+                Some(format!(
+                    "`{binary} features` failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            ),
+            Err(e) => (
+                RuntimeFeatures::default(),
+                Some(format!("cannot run `{binary} features`: {e}")),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_features_come_from_the_runtimes_own_report() {
+        // The shape runc 1.1 prints (no mountExtensions), trimmed.
+        let runc_1_1 = br#"{"ociVersionMin":"1.0.0","mountOptions":["bind","ro","rro","rbind"],
+            "linux":{"namespaces":["cgroup","ipc","mount","network","pid","user","uts"]}}"#;
+        assert_eq!(
+            RuntimeFeatures::from_json(runc_1_1).unwrap(),
+            RuntimeFeatures {
+                recursive_read_only: true,
+                idmapped_mounts: false,
+                user_namespaces: true
+            }
+        );
+        let runc_1_2 = br#"{"mountOptions":["rro"],"linux":{"namespaces":["user"],
+            "mountExtensions":{"idmap":{"enabled":true}}}}"#;
+        assert!(
+            RuntimeFeatures::from_json(runc_1_2)
+                .unwrap()
+                .idmapped_mounts
+        );
+        assert_eq!(
+            RuntimeFeatures::from_json(b"{}").unwrap(),
+            RuntimeFeatures::default()
+        );
+        assert!(RuntimeFeatures::from_json(b"not json").is_err());
+        let (none, why) = RuntimeFeatures::probe("/nonexistent/runtime");
+        assert_eq!(none, RuntimeFeatures::default());
+        assert!(why.is_some_and(|w| w.contains("cannot run")));
+    }
 
     #[test]
     fn chain_id_of_one_layer_is_its_diff_id() {

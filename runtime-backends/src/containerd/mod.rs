@@ -35,6 +35,8 @@ const ENGINE: &str = "containerd";
 pub const SNAPSHOTTER: &str = "overlayfs";
 /// The runtime every task runs on.
 pub const RUNTIME: &str = "io.containerd.runc.v2";
+/// The OCI runtime the runc v2 shim runs (from containerd's PATH, as crius's).
+const RUNC_BINARY: &str = "runc";
 
 /// Largest gRPC message crius sends to or accepts from containerd. Lists of a full node
 /// (1000 containers with their OCI specs) pass tonic's 4 MiB default; containerd's own
@@ -71,6 +73,8 @@ struct Inner {
     /// Per-snapshot disk usage kept between ImageFsInfo measurements.
     snapshot_usage: Arc<std::sync::Mutex<usage::SnapshotUsage>>,
     deleted_tasks: DeletedTasks,
+    /// What `runc features` said when the backend was made.
+    runtime_features: crate::oci::RuntimeFeatures,
 }
 
 /// Containers whose task this backend deleted (after it exited) and that have had no task
@@ -113,6 +117,10 @@ impl Containerd {
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         }));
+        let (runtime_features, unknown) = crate::oci::RuntimeFeatures::probe(RUNC_BINARY);
+        if let Some(why) = unknown {
+            tracing::warn!(reason = %why, "the OCI runtime did not say what it supports; assuming no optional features");
+        }
         let namespace_header = config.namespace.parse().map_err(|_| {
             BackendError::InvalidArgument(format!(
                 "containerd namespace {:?} is not a valid header value",
@@ -130,6 +138,7 @@ impl Containerd {
                 local_content: tokio::sync::OnceCell::new(),
                 snapshot_usage: Arc::default(),
                 deleted_tasks: DeletedTasks::default(),
+                runtime_features,
             }),
         })
     }
@@ -265,13 +274,14 @@ pub(crate) fn now_timestamp() -> prost_types::Timestamp {
 #[async_trait]
 impl Backend for Containerd {
     fn features(&self, _handler: &str) -> Features {
-        // runc 1.1 through the runc v2 shim (the one handler crius runs): a pod's own user
-        // namespace works (the pause process makes it, the rootfs is remapped by copy-up),
-        // but runc 1.1 has neither idmapped nor recursive read-only mounts.
+        // The runc v2 shim runs `runc` (the one handler crius runs): what runc itself
+        // reports, with crius's part (a pod's own user namespace is made by its pause
+        // process, the rootfs remapped by copy-up; pulls carry their own settings).
+        let runtime = self.inner.runtime_features;
         Features {
-            user_namespaces: true,
-            idmapped_mounts: false,
-            recursive_read_only_mounts: false,
+            user_namespaces: runtime.user_namespaces,
+            idmapped_mounts: runtime.idmapped_mounts,
+            recursive_read_only_mounts: runtime.recursive_read_only,
             per_pull_registry_settings: true,
         }
     }
