@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cleanup;
 pub mod config;
 pub mod container;
+pub mod cri_metrics;
 pub mod doctor;
 pub mod domain;
 pub mod error;

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cgroups::{read_stats, CgroupDriver, CgroupLayout, CgroupStats};
+use crate::domain::NamespaceMode;
 use crate::error::{Error, Result};
 use crate::layer_usage::{LayerUsage, WritableLayer};
 use crate::runtime::{now_nanos, Crius};
@@ -41,9 +42,13 @@ pub struct ContainerUsage {
 pub struct InterfaceUsage {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 pub struct SandboxUsage {
@@ -200,7 +205,10 @@ impl Crius {
             .collect::<Result<Vec<_>>>()?;
         let sample = self.pod_sample(&sandbox, &containers)?;
         let pid = sandbox.status().pid;
-        let interfaces = if pid == 0 {
+        // A host-network pod's interfaces are the node's: reporting them as the pod's traffic
+        // would count the node once per such pod (containerd and cAdvisor leave them out).
+        let host_network = sandbox.meta.config.security.namespaces.network == NamespaceMode::Node;
+        let interfaces = if pid == 0 || host_network {
             Vec::new()
         } else {
             read_net_dev(&Path::new("/proc").join(pid.to_string()).join("net/dev"))
@@ -278,18 +286,26 @@ impl Crius {
         })
     }
 
+    /// The container's cgroup relative to the cgroup mount; `None` when crius did not place
+    /// it (the backend chose).
+    pub(crate) fn container_cgroup(&self, container: &Container) -> Result<Option<String>> {
+        let Some(cgroups_path) = container.meta.cgroups_path.as_deref() else {
+            return Ok(None);
+        };
+        self.cgroups
+            .filesystem_path(cgroups_path)
+            .map(Some)
+            .map_err(cgroup_error)
+    }
+
     fn container_sample(
         &self,
         layout: &CgroupLayout,
         container: &Container,
     ) -> Result<Option<Sample>> {
-        let Some(cgroups_path) = container.meta.cgroups_path.as_deref() else {
+        let Some(path) = self.container_cgroup(container)? else {
             return Ok(None);
         };
-        let path = self
-            .cgroups
-            .filesystem_path(cgroups_path)
-            .map_err(cgroup_error)?;
         let timestamp = now_nanos();
         let Some(cgroup) = optional_stats(layout, &path)? else {
             return Ok(None);
@@ -322,7 +338,7 @@ fn prune(
     cache.layers.retain(|id| containers.contains_key(id));
 }
 
-fn cgroup_error(err: crate::cgroups::CgroupError) -> Error {
+pub(crate) fn cgroup_error(err: crate::cgroups::CgroupError) -> Error {
     Error::Internal(err.to_string())
 }
 
@@ -339,6 +355,8 @@ fn add(total: &mut CgroupStats, more: &CgroupStats) {
     total.memory_usage_bytes += more.memory_usage_bytes;
     total.memory_working_set_bytes += more.memory_working_set_bytes;
     total.memory_rss_bytes += more.memory_rss_bytes;
+    total.memory_cache_bytes += more.memory_cache_bytes;
+    total.memory_mapped_file_bytes += more.memory_mapped_file_bytes;
     total.memory_page_faults += more.memory_page_faults;
     total.memory_major_page_faults += more.memory_major_page_faults;
     total.cpu_usage_nanos += more.cpu_usage_nanos;
@@ -350,7 +368,7 @@ fn add(total: &mut CgroupStats, more: &CgroupStats) {
 }
 
 /// Interfaces of a network namespace from `/proc/<pid>/net/dev`, loopback left out.
-fn read_net_dev(path: &Path) -> Vec<InterfaceUsage> {
+pub(crate) fn read_net_dev(path: &Path) -> Vec<InterfaceUsage> {
     std::fs::read_to_string(path)
         .map(|text| parse_net_dev(&text))
         .unwrap_or_default()
@@ -372,12 +390,18 @@ fn parse_net_dev(text: &str) -> Vec<InterfaceUsage> {
             if n.len() < 16 {
                 return None;
             }
+            // Columns: receive bytes packets errs drop fifo frame compressed multicast,
+            // then transmit bytes packets errs drop fifo colls carrier compressed.
             Some(InterfaceUsage {
                 name: name.to_string(),
                 rx_bytes: n[0],
+                rx_packets: n[1],
                 rx_errors: n[2],
+                rx_dropped: n[3],
                 tx_bytes: n[8],
+                tx_packets: n[9],
                 tx_errors: n[10],
+                tx_dropped: n[11],
             })
         })
         .collect()
@@ -485,16 +509,20 @@ mod tests {
 Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
     lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
-  eth0:    5000      40    2    0    0     0          0         0     7000      50    3    0    0     0       0          0
+  eth0:    5000      40    2    1    0     0          0         0     7000      50    3    4    0     0       0          0
 ";
         assert_eq!(
             parse_net_dev(text),
             vec![InterfaceUsage {
                 name: "eth0".into(),
                 rx_bytes: 5000,
+                rx_packets: 40,
                 rx_errors: 2,
+                rx_dropped: 1,
                 tx_bytes: 7000,
-                tx_errors: 3
+                tx_packets: 50,
+                tx_errors: 3,
+                tx_dropped: 4,
             }]
         );
     }

@@ -1,6 +1,7 @@
 //! `[stats]`: ContainerStats, ListContainerStats (and its filters), PodSandboxStats,
 //! ListPodSandboxStats, the streaming variants, ListMetricDescriptors and
-//! ListPodSandboxMetrics.
+//! ListPodSandboxMetrics. The metric cases beyond the first three are crius's own: containerd
+//! 1.6 (the reference) predates the metric RPCs, so they skip there.
 
 use super::prelude::*;
 
@@ -108,6 +109,24 @@ pub fn cases() -> Vec<Case> {
             "StreamPodSandboxMetrics reports the running pod",
             [StreamPodSandboxMetrics],
             stream_sandbox_metrics
+        ),
+        case!(
+            G,
+            "every metric descriptor name is one of kubelet's cAdvisor names",
+            [ListMetricDescriptors],
+            descriptors_are_cadvisor_names
+        ),
+        case!(
+            G,
+            "CPU burnt by a busy loop shows in container_cpu_usage_seconds_total as the cgroup counts it, to the second",
+            [ListPodSandboxMetrics, ListMetricDescriptors, ExecSync],
+            metrics_cpu_matches_cgroup
+        ),
+        case!(
+            G,
+            "bytes sent from a pod show in container_network_transmit_bytes_total for eth0",
+            [ListPodSandboxMetrics, ListMetricDescriptors, ExecSync],
+            metrics_network_transmit
         ),
     ]
 }
@@ -674,4 +693,321 @@ async fn stream_sandbox_metrics(ctx: Ctx) -> Result<Outcome> {
         sandbox.id
     );
     pass()
+}
+
+/// The container metric names kubelet's `/metrics/cadvisor` serves (cAdvisor's collector for
+/// the metric sets kubelet enables). A runtime's descriptors replace these when kubelet reads
+/// pod and container stats from the CRI, so no other name may appear.
+const CADVISOR_NAMES: &[&str] = &[
+    "container_blkio_device_usage_total",
+    "container_cpu_cfs_periods_total",
+    "container_cpu_cfs_throttled_periods_total",
+    "container_cpu_cfs_throttled_seconds_total",
+    "container_cpu_load_average_10s",
+    "container_cpu_system_seconds_total",
+    "container_cpu_usage_seconds_total",
+    "container_cpu_user_seconds_total",
+    "container_file_descriptors",
+    "container_fs_inodes_free",
+    "container_fs_inodes_total",
+    "container_fs_io_current",
+    "container_fs_io_time_seconds_total",
+    "container_fs_io_time_weighted_seconds_total",
+    "container_fs_limit_bytes",
+    "container_fs_read_seconds_total",
+    "container_fs_reads_bytes_total",
+    "container_fs_reads_merged_total",
+    "container_fs_reads_total",
+    "container_fs_sector_reads_total",
+    "container_fs_sector_writes_total",
+    "container_fs_usage_bytes",
+    "container_fs_write_seconds_total",
+    "container_fs_writes_bytes_total",
+    "container_fs_writes_merged_total",
+    "container_fs_writes_total",
+    "container_last_seen",
+    "container_memory_cache",
+    "container_memory_failcnt",
+    "container_memory_failures_total",
+    "container_memory_kernel_usage",
+    "container_memory_mapped_file",
+    "container_memory_max_usage_bytes",
+    "container_memory_rss",
+    "container_memory_swap",
+    "container_memory_total_active_file_bytes",
+    "container_memory_total_inactive_file_bytes",
+    "container_memory_usage_bytes",
+    "container_memory_working_set_bytes",
+    "container_network_receive_bytes_total",
+    "container_network_receive_errors_total",
+    "container_network_receive_packets_dropped_total",
+    "container_network_receive_packets_total",
+    "container_network_transmit_bytes_total",
+    "container_network_transmit_errors_total",
+    "container_network_transmit_packets_dropped_total",
+    "container_network_transmit_packets_total",
+    "container_oom_events_total",
+    "container_pressure_cpu_stalled_seconds_total",
+    "container_pressure_cpu_waiting_seconds_total",
+    "container_pressure_io_stalled_seconds_total",
+    "container_pressure_io_waiting_seconds_total",
+    "container_pressure_memory_stalled_seconds_total",
+    "container_pressure_memory_waiting_seconds_total",
+    "container_processes",
+    "container_sockets",
+    "container_spec_cpu_period",
+    "container_spec_cpu_quota",
+    "container_spec_cpu_shares",
+    "container_spec_memory_limit_bytes",
+    "container_spec_memory_reservation_limit_bytes",
+    "container_spec_memory_swap_limit_bytes",
+    "container_start_time_seconds",
+    "container_tasks_state",
+    "container_threads",
+    "container_threads_max",
+    "container_ulimits_soft",
+];
+
+async fn descriptors_are_cadvisor_names(ctx: Ctx) -> Result<Outcome> {
+    let unknown: Vec<String> = descriptors(&ctx)
+        .await?
+        .into_iter()
+        .map(|d| d.name)
+        .filter(|name| !CADVISOR_NAMES.contains(&name.as_str()))
+        .collect();
+    ensure!(
+        unknown.is_empty(),
+        "descriptors kubelet's /metrics/cadvisor does not know: {unknown:?}"
+    );
+    pass()
+}
+
+/// The value of metric `name` among `metrics` whose label `key` is `value` (any value of the
+/// other labels), with the label keys taken from the endpoint's own descriptors.
+fn metric_value(
+    described: &[cri::MetricDescriptor],
+    metrics: &[cri::Metric],
+    name: &str,
+    key: &str,
+    wanted: &str,
+) -> Result<Option<u64>> {
+    let descriptor = described
+        .iter()
+        .find(|d| d.name == name)
+        .with_context(|| format!("ListMetricDescriptors does not describe {name}"))?;
+    let index = descriptor
+        .label_keys
+        .iter()
+        .position(|k| k == key)
+        .with_context(|| format!("{name} has no label {key}: {:?}", descriptor.label_keys))?;
+    Ok(metrics
+        .iter()
+        .find(|m| m.name == name && m.label_values.get(index).is_some_and(|v| v == wanted))
+        .map(|m| value(&m.value)))
+}
+
+async fn pod_metrics(ctx: &Ctx, sandbox_id: &str) -> Result<cri::PodSandboxMetrics> {
+    call(
+        "ListPodSandboxMetrics",
+        ctx.rt()
+            .list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {}),
+    )
+    .await?
+    .pod_metrics
+    .into_iter()
+    .find(|m| m.pod_sandbox_id == sandbox_id)
+    .with_context(|| format!("ListPodSandboxMetrics has no entry for {sandbox_id}"))
+}
+
+/// Where the node keeps a container's cumulative CPU time: v1 `cpuacct.usage` (ns) or v2
+/// `cpu.stat` (`usage_usec`), found from the container's own `/proc/self/cgroup`.
+enum CpuCounter {
+    V1(std::path::PathBuf),
+    V2(std::path::PathBuf),
+}
+
+impl CpuCounter {
+    async fn of(ctx: &Ctx, container: &Container) -> Result<CpuCounter> {
+        let cgroups = ctx.sh(&container.id, "cat /proc/self/cgroup").await?;
+        let path_of = |wanted: &dyn Fn(&str) -> bool| {
+            cgroups.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                wanted(controllers).then(|| path.to_owned())
+            })
+        };
+        if let Some(path) = path_of(&|c| c.split(',').any(|c| c == "cpuacct")) {
+            if let Some(dir) = host::cgroup_dirs(&path)
+                .into_iter()
+                .find(|d| d.join("cpuacct.usage").is_file())
+            {
+                return Ok(CpuCounter::V1(dir.join("cpuacct.usage")));
+            }
+        }
+        if let Some(path) = path_of(&|c| c.is_empty()) {
+            let file = std::path::Path::new("/sys/fs/cgroup")
+                .join(path.trim_start_matches('/'))
+                .join("cpu.stat");
+            if file.is_file() && path != "/" {
+                return Ok(CpuCounter::V2(file));
+            }
+        }
+        bail!(
+            "no CPU counter of container {} on the node (its /proc/self/cgroup: {cgroups:?})",
+            container.id
+        )
+    }
+
+    fn nanos(&self) -> Result<u64> {
+        let (path, v2) = match self {
+            CpuCounter::V1(path) => (path, false),
+            CpuCounter::V2(path) => (path, true),
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let number = if v2 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .with_context(|| format!("no usage_usec in {}", path.display()))?
+        } else {
+            text.trim()
+        };
+        let number: u64 = number
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: {text:?}", path.display()))?;
+        Ok(if v2 { number * 1000 } else { number })
+    }
+}
+
+/// CPU time the busy loop burns before it is stopped: enough that a whole-second counter
+/// must read at least 2.
+const BURN_NANOS: u64 = 2_200_000_000;
+
+async fn metrics_cpu_matches_cgroup(ctx: Ctx) -> Result<Outcome> {
+    // Asked first, so an endpoint without the metric RPCs skips before any work.
+    let described = descriptors(&ctx).await?;
+    let sandbox = ctx.sandbox().await?;
+    // `[` and `:` are shell builtins: the loop forks nothing, it only burns CPU until told.
+    let script = "while [ ! -e /tmp/stop ]; do :; done; exec sleep 3600";
+    let config = ctx.container_config(&sandbox, &["sh", "-c", script]);
+    let container = ctx.running_container(&sandbox, config).await?;
+    let counter = CpuCounter::of(&ctx, &container).await?;
+    // Two busy cores on a loaded machine may give the loop far less than wall time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counter.nanos()? < BURN_NANOS {
+        if Instant::now() >= deadline {
+            bail!(
+                "the busy loop burnt only {} ns of CPU in 60 s",
+                counter.nanos()?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ctx.sh(&container.id, "touch /tmp/stop").await?;
+    // The counter barely moves now; the metric is read between two readings of it.
+    let before = counter.nanos()?;
+    let pod = pod_metrics(&ctx, &sandbox.id).await?;
+    let after = counter.nanos()?;
+    let metrics = pod
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == container.id)
+        .with_context(|| format!("ListPodSandboxMetrics lacks container {}", container.id))?;
+    let seconds = metric_value(
+        &described,
+        &metrics.metrics,
+        "container_cpu_usage_seconds_total",
+        "cpu",
+        "total",
+    )?
+    .context("no container_cpu_usage_seconds_total{cpu=\"total\"} for the container")?;
+    // The CRI carries whole numbers: the tolerance is the truncation to whole seconds.
+    let (low, high) = (before / 1_000_000_000, after / 1_000_000_000);
+    ensure!(
+        (low..=high).contains(&seconds),
+        "container_cpu_usage_seconds_total is {seconds}; the cgroup counted {before} ns before \
+         and {after} ns after the call, so it must be in {low}..={high}"
+    );
+    ensure!(
+        seconds >= 2,
+        "container_cpu_usage_seconds_total is {seconds} after burning ≥ 2.2 s"
+    );
+    pass()
+}
+
+/// The pod's `eth0` transmit counter as its own network namespace reads it.
+async fn eth0_tx_bytes(ctx: &Ctx, container: &Container) -> Result<u64> {
+    let net_dev = ctx.sh(&container.id, "cat /proc/net/dev").await?;
+    net_dev
+        .lines()
+        .find_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            (name.trim() == "eth0").then(|| counters.split_whitespace().nth(8)?.parse().ok())?
+        })
+        .with_context(|| format!("no eth0 in the pod's /proc/net/dev: {net_dev:?}"))
+}
+
+/// What the sending pod transmits: 1 MiB over TCP to a peer pod on the test's bridge.
+const PAYLOAD: u64 = 1 << 20;
+
+async fn metrics_network_transmit(ctx: Ctx) -> Result<Outcome> {
+    let described = descriptors(&ctx).await?;
+    let receiver = ctx.sandbox().await?;
+    let receiver_ip = ctx.pod_ip(&receiver).await?;
+    // busybox nc quits when its stdin ends, so the listener's stdin is held open.
+    let listen = ctx.container_config(
+        &receiver,
+        &["sh", "-c", "sleep 3600 | nc -l -p 9000 > /dev/null"],
+    );
+    ctx.running_container(&receiver, listen).await?;
+    let sender = ctx.sandbox().await?;
+    ctx.pod_ip(&sender).await?;
+    let container = ctx.sleeper(&sender).await?;
+    let transmitted = |pod: &cri::PodSandboxMetrics| {
+        metric_value(
+            &described,
+            &pod.metrics,
+            "container_network_transmit_bytes_total",
+            "interface",
+            "eth0",
+        )?
+        .context("no pod-level container_network_transmit_bytes_total{interface=\"eth0\"}")
+    };
+    let before = transmitted(&pod_metrics(&ctx, &sender.id).await?)?;
+    ctx.sh(
+        &container.id,
+        &format!(
+            "head -c {PAYLOAD} /dev/zero > /tmp/payload && \
+             for i in $(seq 50); do nc {receiver_ip} 9000 < /tmp/payload && exit 0; sleep 0.2; done; exit 1"
+        ),
+    )
+    .await?;
+    // nc may end before the kernel has sent the last segments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted_before = eth0_tx_bytes(&ctx, &container).await?;
+        let after = transmitted(&pod_metrics(&ctx, &sender.id).await?)?;
+        let counted_after = eth0_tx_bytes(&ctx, &container).await?;
+        ensure!(
+            (counted_before..=counted_after).contains(&after),
+            "container_network_transmit_bytes_total{{interface=\"eth0\"}} is {after}, but the \
+             pod's /proc/net/dev counted {counted_before} before and {counted_after} after the call"
+        );
+        let sent = after - before.min(after);
+        // Headers add ~5 % at a 1448-byte MSS (less with segmentation offload); ARP and
+        // neighbour discovery a few hundred bytes.
+        let most = PAYLOAD + PAYLOAD / 10;
+        if sent >= PAYLOAD {
+            ensure!(
+                sent <= most,
+                "eth0 transmitted {sent} bytes for a {PAYLOAD}-byte payload; expected at most {most}"
+            );
+            return pass();
+        }
+        if Instant::now() >= deadline {
+            bail!("eth0 transmitted {sent} bytes after a {PAYLOAD}-byte payload was sent; expected {PAYLOAD}..={most}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

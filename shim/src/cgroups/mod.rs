@@ -17,7 +17,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use cgroupfs::Cgroupfs;
-pub use fs::{read_limits, read_stats, CgroupLayout, CgroupLimits, CgroupStats};
+pub use fs::{
+    read_activity, read_limits, read_stats, CgroupActivity, CgroupLayout, CgroupLimits, CgroupStats,
+};
 pub use systemd::{expand_slice, to_systemd_slice, Systemd};
 
 pub type Result<T, E = CgroupError> = std::result::Result<T, E>;

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod convert;
+pub mod cri_metrics;
 pub mod events;
 pub mod image;
 pub mod runtime_info;
@@ -363,10 +364,7 @@ impl RuntimeService for Cri {
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Answer<cri::ListMetricDescriptorsResponse> {
         call("ListMetricDescriptors", async {
-            Err(not_yet(
-                "ListMetricDescriptors",
-                "stats land with the stats issue",
-            ))
+            Ok(cri_metrics::descriptors())
         })
         .await
     }
@@ -375,10 +373,8 @@ impl RuntimeService for Cri {
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Answer<cri::ListPodSandboxMetricsResponse> {
         call("ListPodSandboxMetrics", async {
-            Err(not_yet(
-                "ListPodSandboxMetrics",
-                "stats land with the stats issue",
-            ))
+            let pod_metrics = cri_metrics::list(&self.crius).await?;
+            Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
         })
         .await
     }
@@ -388,10 +384,12 @@ impl RuntimeService for Cri {
         _r: Request<cri::StreamPodSandboxMetricsRequest>,
     ) -> Answer<Self::StreamPodSandboxMetricsStream> {
         call("StreamPodSandboxMetrics", async {
-            Err(not_yet(
-                "StreamPodSandboxMetrics",
-                "stats land with the stats issue",
-            ))
+            let list = cri_metrics::list(&self.crius).await?;
+            Ok(chunked(list, |pod_sandbox_metrics| {
+                cri::StreamPodSandboxMetricsResponse {
+                    pod_sandbox_metrics,
+                }
+            }))
         })
         .await
     }

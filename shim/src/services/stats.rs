@@ -16,7 +16,7 @@ use crate::runtime::Crius;
 use crate::stats::{ContainerUsage, Sample, SandboxUsage};
 use crate::store::Container;
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     crius: &Arc<Crius>,
     work: impl FnOnce(&Crius) -> Result<T> + Send + 'static,
 ) -> Result<T> {
