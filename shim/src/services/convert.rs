@@ -497,6 +497,17 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
                     m.host_path
                 )));
             }
+            // api.proto: with recursive_read_only, readonly must be true and propagation
+            // PRIVATE.
+            if m.recursive_read_only
+                && (!m.readonly
+                    || m.propagation != cri::MountPropagation::PropagationPrivate as i32)
+            {
+                return Err(invalid(format!(
+                    "CreateContainer: mount of {} is recursive_read_only, which needs readonly and PRIVATE propagation",
+                    m.container_path
+                )));
+            }
             if m.uid_mappings.is_empty() != m.gid_mappings.is_empty() {
                 return Err(invalid(format!(
                     "CreateContainer: mount of {} gives uid_mappings or gid_mappings without the other",
