@@ -104,6 +104,32 @@ async fn undo_all(what: String, mut undos: Vec<(&'static str, Undo)>) -> Vec<Str
     failures
 }
 
+/// The undo of a container made in the engine: remove it, gone already being fine. An
+/// engine that is down (containerd restarting) is asked again for a while, so a create cut
+/// short by the outage does not leave its container (and shim, cgroups, snapshot) behind
+/// until the next restart's recovery.
+pub async fn remove_engine_container(
+    backend: &dyn runtime_backends::Backend,
+    id: &str,
+) -> Result<()> {
+    let mut wait = std::time::Duration::from_millis(250);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match backend.remove_container(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e @ runtime_backends::BackendError::Unavailable { .. })
+                if std::time::Instant::now() + wait < give_up =>
+            {
+                tracing::debug!(container = id, error = %e, "engine down; removing again soon");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(4));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -204,6 +230,29 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(logged(&log), vec!["slow"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_engine_container_is_removed_again_while_the_engine_is_down() {
+        use runtime_backends::fake::FakeBackend;
+        let fake = Arc::new(FakeBackend::default());
+        fake.failing
+            .lock()
+            .map(|mut f| f.push("remove_container".into()))
+            .ok();
+        let healer = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            healer.failing.lock().map(|mut f| f.clear()).ok();
+        });
+        let removed = remove_engine_container(fake.as_ref(), "c1").await;
+        assert!(removed.is_ok(), "{removed:?}");
+        let tries = fake
+            .calls()
+            .iter()
+            .filter(|c| *c == "remove_container(c1)")
+            .count();
+        assert!(tries >= 2, "removed after {tries} tries");
     }
 
     #[tokio::test]

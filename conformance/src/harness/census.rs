@@ -74,7 +74,8 @@ impl Census {
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with("KEY") && !l.starts_with("TASK"))
-                .map(str::to_owned)
+                // ctr pads its columns to the longest entry: compare the words only.
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
                 .collect();
             lines.sort();
             kinds.insert(kind, lines);

@@ -238,10 +238,7 @@ impl Crius {
         let spec_at = started.elapsed();
         let (backend, undo_id) = (self.backend.clone(), id.to_string());
         cleanup.push("container", move || async move {
-            match backend.remove_container(&undo_id).await {
-                Err(e) if !e.is_not_found() => Err(e.into()),
-                _ => Ok(()),
-            }
+            crate::cleanup::remove_engine_container(backend.as_ref(), &undo_id).await
         });
         let io_dir = self.container_io_dir(id);
         cleanup.push("I/O directory", move || async move {

@@ -184,10 +184,7 @@ impl Crius {
         let backend = self.backend.clone();
         let pause_id = id.to_string();
         cleanup.push("pause container", move || async move {
-            match backend.remove_container(&pause_id).await {
-                Err(e) if !e.is_not_found() => Err(e.into()),
-                _ => Ok(()),
-            }
+            crate::cleanup::remove_engine_container(backend.as_ref(), &pause_id).await
         });
         let pause = async {
             self.backend
