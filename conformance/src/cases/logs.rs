@@ -59,7 +59,7 @@ pub fn cases() -> Vec<Case> {
         ),
         case!(
             G,
-            "ReopenContainerLog of an exited container fails",
+            "ReopenContainerLog of an exited container fails and makes no new log file",
             [ReopenContainerLog],
             reopen_exited
         ),
@@ -287,6 +287,11 @@ async fn reopen_exited(ctx: Ctx) -> Result<Outcome> {
     let (container, _) = ctx
         .run_to_exit(&sandbox, ctx.container_config(&sandbox, &["true"]))
         .await?;
+    // kubelet's rotation renames the file first; a failed reopen must not make a new one.
+    let log_path = Path::new(&container.log_path);
+    if log_path.exists() {
+        std::fs::rename(log_path, rotated(log_path))?;
+    }
     let request = cri::ReopenContainerLogRequest {
         container_id: container.id.clone(),
     };
@@ -299,6 +304,12 @@ async fn reopen_exited(ctx: Ctx) -> Result<Outcome> {
         Code::FailedPrecondition,
         &[Code::Unknown],
     )?;
+    // api.proto: "If reopening the container log failed, no new log file MUST be created."
+    ensure!(
+        !log_path.exists(),
+        "a failed ReopenContainerLog created {}",
+        log_path.display()
+    );
     pass()
 }
 

@@ -18,6 +18,7 @@ pub fn cases() -> Vec<Case> {
             .reference_known_failure("containerd 1.6 looks supplementary groups up for run_as_user (uid 0 when unset), not for the image's USER"),
         case!(G, "a run_as_username the image does not know fails the container", [CreateContainer], unknown_username),
         case!(G, "run_as_group without run_as_user is refused", [CreateContainer], run_as_group_alone),
+        case!(G, "a sandbox's run_as_group without run_as_user is refused", [RunPodSandbox], sandbox_run_as_group_alone),
         case!(G, "ContainerStatus.user reports the process identity", [ContainerStatus], status_user),
         case!(G, "supplemental_groups_policy Strict ignores the image's /etc/group", [CreateContainer, Status], groups_policy_strict),
         case!(G, "readonly_rootfs makes the root filesystem read-only", [CreateContainer, ExecSync], readonly_rootfs),
@@ -251,6 +252,33 @@ async fn run_as_group_alone(ctx: Ctx) -> Result<Outcome> {
         &[Code::Unknown],
     )
     .await?;
+    if !ctx.settings().reference {
+        ensure_contains("the refusal", status.message(), "run_as_group")?;
+    }
+    pass()
+}
+
+async fn sandbox_run_as_group_alone(ctx: Ctx) -> Result<Outcome> {
+    let mut config = ctx.sandbox_config()?;
+    let linux = config.linux.get_or_insert_with(Default::default);
+    linux
+        .security_context
+        .get_or_insert_with(Default::default)
+        .run_as_group = id(2000);
+    let request = cri::RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: String::new(),
+    };
+    // api.proto (LinuxSandboxSecurityContext): "run_as_group should only be specified when
+    // run_as_user is specified; otherwise, the runtime MUST error."
+    let status = call_err("RunPodSandbox", ctx.rt().run_pod_sandbox(request)).await?;
+    ensure_code_on(
+        &ctx,
+        "RunPodSandbox(run_as_group alone)",
+        &status,
+        Code::InvalidArgument,
+        &[Code::Unknown],
+    )?;
     if !ctx.settings().reference {
         ensure_contains("the refusal", status.message(), "run_as_group")?;
     }
