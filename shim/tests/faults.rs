@@ -429,7 +429,18 @@ fn cri_state(state: i32) -> &'static str {
 /// the census that follows is the node's resting state. While the pod runs, the census must
 /// see it in every kind where a pod lives (else a leak there could not be seen either).
 async fn warm_up(env: &mut Env) -> Result<Census> {
-    let (pod, config) = env.run_pod("warm-up").await?;
+    // With a host port, so that portmap's rules are made (and must go).
+    let mut config = env.pod("warm-up");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: i32::from(port),
+        host_ip: "127.0.0.1".into(),
+    }];
+    let pod = pods::run_pod(&mut env.rt, &config).await?;
     env.sleeper(&pod, &config, "c").await?;
     let running = env.census()?;
     pods::stop_and_remove_pod(&mut env.rt, &pod).await?;
@@ -447,6 +458,7 @@ async fn warm_up(env: &mut Env) -> Result<Census> {
         "IPAM allocations",
         "veths on the pods' bridge",
         "cgroups under crius",
+        "iptables rules of CNI networks",
         "shim and container processes",
         "containerd containers",
         "containerd tasks",

@@ -53,6 +53,7 @@ impl Census {
             .join("brif");
         kinds.insert("veths on the pods' bridge", names(entries_of(&brif)?));
         kinds.insert("cgroups under crius", crius_cgroups()?);
+        kinds.insert("iptables rules of CNI networks", cni_nat_rules()?);
         let socket = scope.containerd.socket().display().to_string();
         let own = crius.pid();
         kinds.insert(
@@ -180,6 +181,30 @@ fn crius_cgroups() -> Result<Vec<String>> {
     }
     found.sort();
     Ok(found)
+}
+
+/// The nat table's lines of CNI chains (portmap's per-pod DNAT chains, the bridge
+/// plugin's per-pod masquerade chains and the jumps to them), without packet counters.
+fn cni_nat_rules() -> Result<Vec<String>> {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .context("census: running iptables-save")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "census: iptables-save failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rules: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("CNI-"))
+        .map(|l| match l.rfind(" [") {
+            Some(counters) if l.starts_with(':') => l[..counters].to_string(),
+            _ => l.to_string(),
+        })
+        .collect();
+    rules.sort();
+    Ok(rules)
 }
 
 /// `pid (comm)`: which process, for the report.
