@@ -503,7 +503,8 @@ async fn status_unknown(ctx: Ctx) -> Result<Outcome> {
 
 async fn list_lists_new(ctx: Ctx) -> Result<Outcome> {
     let sandbox = ctx.sandbox().await?;
-    let config = ctx.container_config(&sandbox, &["sleep", "3600"]);
+    let mut config = ctx.container_config(&sandbox, &["sleep", "3600"]);
+    config.annotations = HashMap::from([("note".to_owned(), "listed as given".to_owned())]);
     let container = ctx.running_container(&sandbox, config.clone()).await?;
     let all = ctx.list_containers(cri::ContainerFilter::default()).await?;
     let item = all
@@ -518,6 +519,8 @@ async fn list_lists_new(ctx: Ctx) -> Result<Outcome> {
         "listed state"
     );
     ensure_eq!(item.labels, config.labels, "listed labels");
+    // api.proto: Container.annotations MUST be identical to the ContainerConfig's.
+    ensure_eq!(item.annotations, config.annotations, "listed annotations");
     ensure!(
         item.created_at > 0,
         "listed created_at is {}",
