@@ -52,7 +52,10 @@ impl Census {
             .join(&scope.network.bridge)
             .join("brif");
         kinds.insert("veths on the pods' bridge", names(entries_of(&brif)?));
-        kinds.insert("cgroups under crius", crius_cgroups()?);
+        kinds.insert(
+            "cgroups under crius",
+            crius_cgroups(Path::new("/sys/fs/cgroup"))?,
+        );
         kinds.insert("iptables rules of CNI networks", cni_nat_rules()?);
         let socket = scope.containerd.socket().display().to_string();
         let own = crius.pid();
@@ -144,38 +147,40 @@ fn names(paths: Vec<PathBuf>) -> Vec<String> {
         .collect()
 }
 
-/// Every cgroup below a `crius` directory of any hierarchy (each v1 controller, `unified`),
-/// as `hierarchy/path`.
-fn crius_cgroups() -> Result<Vec<String>> {
-    let root = Path::new("/sys/fs/cgroup");
+/// The cgroups crius makes, in every hierarchy under `root` (each v1 controller,
+/// `unified`, or a v2 root), as `hierarchy/path`: with the cgroupfs driver everything below
+/// a `crius` directory (its default parent), with the systemd driver its scopes
+/// (`crius-<id>.scope`) in whatever slice they sit.
+fn crius_cgroups(root: &Path) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for hierarchy in entries_of(root)? {
-        let Ok(kind) = std::fs::symlink_metadata(&hierarchy) else {
-            continue;
-        };
-        if !kind.is_dir() {
+        if !std::fs::symlink_metadata(&hierarchy).is_ok_and(|k| k.is_dir()) {
             continue;
         }
-        let base = hierarchy.join("crius");
-        if !base.is_dir() {
-            continue;
-        }
-        let mut pending = vec![base];
-        while let Some(dir) = pending.pop() {
+        // (directory, whether it is below a `crius` parent)
+        let mut pending = vec![(hierarchy, false)];
+        while let Some((dir, below_crius)) = pending.pop() {
             let Ok(read) = std::fs::read_dir(&dir) else {
+                // A cgroup can vanish while it is walked.
                 continue;
             };
             for entry in read.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let path = entry.path();
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                let scope = name.starts_with("crius-") && name.ends_with(".scope");
+                let parent = name == "crius" && dir.parent() == Some(root);
+                if below_crius || scope {
                     found.push(
                         path.strip_prefix(root)
                             .unwrap_or(&path)
                             .display()
                             .to_string(),
                     );
-                    pending.push(path);
                 }
+                pending.push((path, below_crius || parent));
             }
         }
     }
@@ -247,6 +252,39 @@ mod tests {
         assert_eq!(leaks.len(), 2, "{leaks:?}");
         assert!(leaks[0].starts_with("cgroups: 1 left"));
         assert!(leaks[1].starts_with("netns: 1 gone"));
+    }
+
+    #[test]
+    fn crius_cgroups_of_both_drivers_are_counted_and_nothing_else() -> Result<()> {
+        let root = tempfile_dir()?;
+        for dir in [
+            // cgroupfs: the default parent `crius` in each v1 controller and in unified
+            "memory/crius/aaa",
+            "cpu,cpuacct/crius/aaa",
+            "unified/crius/bbb",
+            // systemd: crius's scopes in kubelet's pod slices
+            "memory/kubepods.slice/kubepods-pod1.slice/crius-ccc.scope",
+            "pids/system.slice/crius-ddd.scope",
+            // not crius's
+            "memory/kubepods.slice/kubepods-pod1.slice/cri-containerd-eee.scope",
+            "memory/system.slice/crius.service",
+            "memory/other/crius",
+        ] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        let found = crius_cgroups(&root)?;
+        std::fs::remove_dir_all(&root)?;
+        assert_eq!(
+            found,
+            vec![
+                "cpu,cpuacct/crius/aaa",
+                "memory/crius/aaa",
+                "memory/kubepods.slice/kubepods-pod1.slice/crius-ccc.scope",
+                "pids/system.slice/crius-ddd.scope",
+                "unified/crius/bbb",
+            ]
+        );
+        Ok(())
     }
 
     #[test]
