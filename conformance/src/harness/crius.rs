@@ -307,6 +307,10 @@ impl Crius {
             // crius writes its log from its first start, so a missing log is a harness fault.
             Err(e) => errors.push(format!("scanning crius's log for panics: {e:#}")),
         }
+        // The log is a file, not a terminal: colour codes there are noise for operators.
+        if self.log().is_ok_and(|log| log.contains("\u{1b}[")) {
+            errors.push("crius's log holds terminal colour codes".to_owned());
+        }
         if let Err(e) = kill_processes_mentioning(&format!("{}/", dir.display())) {
             errors.push(format!("killing leftover processes: {e:#}"));
         }
