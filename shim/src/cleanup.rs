@@ -38,6 +38,20 @@ impl Cleanup {
         self.undos.push((step, Box::new(move || Box::pin(undo()))));
     }
 
+    /// Registers the removal of a container made in the engine as the undo of `step`
+    /// (see [`remove_engine_container`]).
+    pub fn push_engine_container(
+        &mut self,
+        step: &'static str,
+        backend: std::sync::Arc<dyn runtime_backends::Backend>,
+        id: &str,
+    ) {
+        let id = id.to_owned();
+        self.push(step, move || async move {
+            remove_engine_container(backend.as_ref(), &id).await
+        });
+    }
+
     /// The names of the registered undos, in the order they were registered.
     pub fn steps(&self) -> Vec<&'static str> {
         self.undos.iter().map(|(step, _)| *step).collect()
@@ -102,6 +116,16 @@ async fn undo_all(what: String, mut undos: Vec<(&'static str, Undo)>) -> Vec<Str
         }
     }
     failures
+}
+
+/// Removes a directory and everything in it; one already gone is fine.
+pub fn remove_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::internal(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The undo of a container made in the engine: remove it, gone already being fine. An

@@ -351,24 +351,40 @@ fn encode_rpcs(encoder: &mut DescriptorEncoder) -> fmt::Result {
 
 fn encode_backend(encoder: &mut DescriptorEncoder) -> fmt::Result {
     // Only methods called at least once, as for the CRI methods.
-    let calls = backend::calls().filter(|(_, operation)| operation.latency.count() > 0);
+    operations(
+        encoder,
+        ("backend_request_duration", "Time the container engine took to answer a call of crius's Backend interface, by method."),
+        ("backend_request_failures", "Calls of crius's Backend interface that failed, by method."),
+        "method",
+        backend::calls().filter(|(_, operation)| operation.latency.count() > 0),
+    )
+}
+
+/// A family of timed operations: a latency histogram and a failure counter per `label`.
+fn operations<'a>(
+    encoder: &mut DescriptorEncoder,
+    (duration, duration_help): (&str, &str),
+    (failures, failures_help): (&str, &str),
+    label: &str,
+    series: impl Iterator<Item = (&'a str, &'a Operation)> + Clone,
+) -> fmt::Result {
     let mut family = encoder.encode_descriptor(
-        "backend_request_duration",
-        "Time the container engine took to answer a call of crius's Backend interface, by method.",
+        duration,
+        duration_help,
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for (method, operation) in calls.clone() {
+    for (value, operation) in series.clone() {
         operation
             .latency
-            .encode(&mut family.encode_family(&[("method", method)])?)?;
+            .encode(&mut family.encode_family(&[(label, value)])?)?;
     }
     labelled_counters(
         encoder,
-        "backend_request_failures",
-        "Calls of crius's Backend interface that failed, by method.",
-        "method",
-        calls.map(|(method, operation)| (method, operation.failures())),
+        failures,
+        failures_help,
+        label,
+        series.map(|(value, operation)| (value, operation.failures())),
     )
 }
 
@@ -441,24 +457,15 @@ fn encode_pulls(encoder: &mut DescriptorEncoder) -> fmt::Result {
 const CNI_OPERATIONS: [&str; 2] = ["ADD", "DEL"];
 
 fn encode_cni(encoder: &mut DescriptorEncoder) -> fmt::Result {
-    let operations = CNI_OPERATIONS.into_iter().zip([&CNI.add, &CNI.del]);
-    let mut family = encoder.encode_descriptor(
-        "cni_operation_duration",
-        "Time a CNI ADD or DEL took through the network's whole plugin chain.",
-        Some(&Unit::Seconds),
-        MetricType::Histogram,
-    )?;
-    for (name, operation) in operations.clone() {
-        operation
-            .latency
-            .encode(&mut family.encode_family(&[("operation", name)])?)?;
-    }
-    labelled_counters(
+    operations(
         encoder,
-        "cni_operation_failures",
-        "CNI ADD or DEL that failed.",
+        (
+            "cni_operation_duration",
+            "Time a CNI ADD or DEL took through the network's whole plugin chain.",
+        ),
+        ("cni_operation_failures", "CNI ADD or DEL that failed."),
         "operation",
-        operations.map(|(name, operation)| (name, operation.failures())),
+        CNI_OPERATIONS.into_iter().zip([&CNI.add, &CNI.del]),
     )
 }
 

@@ -95,39 +95,20 @@ async fn subscribe(ctx: &Ctx) -> Events {
     Events { receiver, task }
 }
 
-/// Reads events for `container_id` (others are ignored) until `count` arrived.
+/// Reads events for `container_id` (others are read and dropped) until `count` arrived,
+/// within 30 s.
 async fn events_for(
     events: &mut Events,
     container_id: &str,
     count: usize,
 ) -> Result<Vec<cri::ContainerEventResponse>> {
-    let mut found = Vec::new();
-    let read = async {
-        while found.len() < count {
-            match events.receiver.recv().await {
-                Some(Ok(event)) if event.container_id == container_id => found.push(event),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error),
-                None => bail!(
-                    "the event stream ended after {} events for {container_id}",
-                    found.len()
-                ),
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(Duration::from_secs(30), read).await {
-        Ok(result) => result?,
-        Err(_) => bail!(
-            "got {} of {count} events for {container_id} within 30s: {:?}",
-            found.len(),
-            found
-                .iter()
-                .map(|e| e.container_event_type)
-                .collect::<Vec<_>>()
-        ),
-    }
-    Ok(found)
+    let ours = |e: &&cri::ContainerEventResponse| e.container_id == container_id;
+    let read = read_until(events, Duration::from_secs(30), |read| {
+        read.iter().filter(ours).count() >= count
+    })
+    .await
+    .with_context(|| format!("waiting for {count} events of {container_id}"))?;
+    Ok(read.into_iter().filter(|e| ours(&e)).collect())
 }
 
 /// Creates, starts, stops and removes a container in `sandbox`; returns its id.

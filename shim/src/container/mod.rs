@@ -236,18 +236,10 @@ impl Crius {
         labels.insert(LABEL_SANDBOX_ID.to_string(), sandbox.meta.id.clone());
         failpoint::hit("container.spec")?;
         let spec_at = started.elapsed();
-        let (backend, undo_id) = (self.backend.clone(), id.to_string());
-        cleanup.push("container", move || async move {
-            crate::cleanup::remove_engine_container(backend.as_ref(), &undo_id).await
-        });
+        cleanup.push_engine_container("container", self.backend.clone(), id);
         let io_dir = self.container_io_dir(id);
         cleanup.push("I/O directory", move || async move {
-            match std::fs::remove_dir_all(&io_dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::internal(format!("removing {}", io_dir.display()), e))
-                }
-                _ => Ok(()),
-            }
+            crate::cleanup::remove_dir(&io_dir)
         });
         self.backend
             .create_container(CreateContainer {
@@ -418,19 +410,19 @@ impl Crius {
         self.attach_logs(&container, started.io, log);
         // Its first stats carry a writable-layer size measured in the background.
         self.stats_cache.layers.want_new();
-        let recorded = match failpoint::hit("start.record") {
-            Ok(()) => self
-                .update_container(&container, |s| {
-                    if s.state == ContainerState::Created {
-                        s.state = ContainerState::Running;
-                        s.pid = started.pid;
-                        s.started_at = now_nanos();
-                    }
-                })
-                .await
-                .map(drop),
-            Err(e) => Err(e),
-        };
+        let recorded: Result<()> = async {
+            failpoint::hit("start.record")?;
+            self.update_container(&container, |s| {
+                if s.state == ContainerState::Created {
+                    s.state = ContainerState::Running;
+                    s.pid = started.pid;
+                    s.started_at = now_nanos();
+                }
+            })
+            .await?;
+            Ok(())
+        }
+        .await;
         if let Err(e) = recorded {
             // A process whose start is not on record must not run on: its exit, reported by
             // the backend, then records the container as exited.

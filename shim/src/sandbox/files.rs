@@ -90,12 +90,6 @@ pub fn release_shm(state: &Path) {
 /// gone is not an error.
 pub fn remove_dirs(root: &Path, state: &Path) -> Result<()> {
     release_shm(state);
-    for dir in [root, state] {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::internal(format!("removing {}", dir.display()), e)),
-        }
-    }
-    Ok(())
+    crate::cleanup::remove_dir(root)?;
+    crate::cleanup::remove_dir(state)
 }

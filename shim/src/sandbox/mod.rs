@@ -181,11 +181,7 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "sandbox".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), id.to_string());
-        let backend = self.backend.clone();
-        let pause_id = id.to_string();
-        cleanup.push("pause container", move || async move {
-            crate::cleanup::remove_engine_container(backend.as_ref(), &pause_id).await
-        });
+        cleanup.push_engine_container("pause container", self.backend.clone(), id);
         let pause = async {
             self.backend
                 .create_container(CreateContainer {
@@ -322,8 +318,9 @@ impl Crius {
         sandbox: &Arc<Sandbox>,
         change: impl FnOnce(&mut SandboxStatus),
     ) -> Result<()> {
-        let before = sandbox.status().state;
-        let mut next = SandboxStatus::clone(&sandbox.status());
+        let current = sandbox.status();
+        let before = current.state;
+        let mut next = SandboxStatus::clone(&current);
         change(&mut next);
         let after = next.state;
         sandbox.set_status(next);
