@@ -14,6 +14,7 @@ mod sandbox;
 mod security;
 mod stats;
 mod streaming;
+mod streaming_spdy;
 
 use crate::runner::Case;
 
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Case> {
         image::cases(),
         security::cases(),
         streaming::cases(),
+        streaming_spdy::cases(),
         stats::cases(),
         events::cases(),
     ]
@@ -44,7 +46,7 @@ mod tests {
 
     /// The number of cases: a case that goes missing (an unregistered group, a lost line)
     /// fails here; adding or removing a case on purpose changes this number with it.
-    const CASES: usize = 241;
+    const CASES: usize = 266;
 
     #[test]
     fn case_names_are_unique_and_none_is_lost() {

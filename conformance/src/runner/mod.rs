@@ -9,6 +9,7 @@ pub mod host;
 pub mod logs;
 pub mod report;
 pub mod rpcs;
+pub mod spdy;
 pub mod ws;
 
 use std::fmt;
