@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::{
-    Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, Features, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, PullImage, Result,
-    TaskExit, TaskIo, TaskStarted, TaskState, TaskStatus, TaskStdio,
+    Backend, BackendError, BackendEvent, BoxedWriter, ContainerRecord, CreateContainer,
+    CreatedContainer, EngineVersion, ExecIo, ExecRequest, Features, FsUsage, FsWalk, ImageBundle,
+    ImageRecord, ProcessId, PullImage, Result, TaskExit, TaskIo, TaskStarted, TaskState,
+    TaskStatus, TaskStdio,
 };
 
 #[derive(Default)]
@@ -24,8 +25,14 @@ pub struct FakeBackend {
     pub events: Mutex<Option<mpsc::Sender<BackendEvent>>>,
     /// What `features` answers for every handler (none unless a test grants them).
     pub features: Mutex<Features>,
-    /// The OCI spec each container was created with.
-    pub specs: Mutex<HashMap<String, oci_spec::runtime::Spec>>,
+    /// The request each container was created with.
+    pub created: Mutex<HashMap<String, CreateContainer>>,
+}
+
+/// Where the fake says a container's cgroup is: under a tree of its own, so a test sees
+/// whether the shim reads the reported path or derives one itself.
+pub fn cgroup_path(id: &str) -> String {
+    format!("/fake-engine/{id}")
 }
 
 impl FakeBackend {
@@ -132,21 +139,25 @@ impl Backend for FakeBackend {
         self.record(format!("image_fs_usage({walk:?})"))?;
         Ok(FsUsage::default())
     }
-    async fn create_container(&self, request: CreateContainer) -> Result<()> {
+    async fn create_container(&self, request: CreateContainer) -> Result<CreatedContainer> {
         self.record(format!("create_container({})", request.id))?;
-        if let Ok(mut specs) = self.specs.lock() {
-            specs.insert(request.id.clone(), request.spec.clone());
-        }
         let record = ContainerRecord {
             id: request.id.clone(),
             labels: request.labels.clone(),
             image_name: request.image_name.clone(),
             created_at_nanos: 1,
         };
+        let created = CreatedContainer {
+            cgroup_path: cgroup_path(&request.id),
+            runtime_spec: None,
+        };
         if let Ok(mut containers) = self.containers.lock() {
-            containers.insert(request.id, (record, None));
+            containers.insert(request.id.clone(), (record, None));
         }
-        Ok(())
+        if let Ok(mut requests) = self.created.lock() {
+            requests.insert(request.id.clone(), request);
+        }
+        Ok(created)
     }
     async fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
         self.record("list_containers()".into())?;
@@ -259,6 +270,16 @@ impl Backend for FakeBackend {
     }
     async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()> {
         self.record(format!("delete_exec({id},{exec_id})"))
+    }
+    async fn resize(&self, id: &str, process: &ProcessId, width: u32, height: u32) -> Result<()> {
+        self.record(format!("resize({id},{process},{width}x{height})"))
+    }
+    async fn close_stdin(&self, id: &str, process: &ProcessId) -> Result<()> {
+        self.record(format!("close_stdin({id},{process})"))
+    }
+    async fn attach_stdin(&self, id: &str, _io_dir: &std::path::Path) -> Result<BoxedWriter> {
+        self.record(format!("attach_stdin({id})"))?;
+        Ok(Box::pin(tokio::io::sink()))
     }
     fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {
         let (tx, rx) = mpsc::channel(64);

@@ -1,22 +1,30 @@
-//! The `Backend` trait crius runs pods on, in backend vocabulary (containers, tasks,
-//! images, snapshots, events), and its implementations.
+//! The `Backend` trait crius runs pods on — what any container engine must do for it —
+//! and its implementations.
 //!
-//! Nothing here knows about CRI or protobuf for CRI: the shim converts CRI requests into
-//! these domain types. containerd's own types never leave `containerd/`, so a Docker
-//! backend can implement the same trait.
+//! The trait speaks intent: a container is described by what it is to be (its process, per
+//! kind of namespace the sandbox's, the host's, a private one or another container's, its
+//! mounts, devices, limits and confinement; `CreateContainer`), and each engine renders
+//! that in its own terms and reports what it made (its cgroup). Nothing here knows about
+//! CRI or protobuf for CRI: the shim converts CRI requests into these domain types.
+//! containerd's own types never leave `containerd/`, so a Docker backend can implement the
+//! same trait; what both render alike (an OCI runtime spec, cgroup names) is shared in
+//! `oci::render` and `cgroup`.
 
 pub mod background;
+pub mod cgroup;
 pub mod containerd;
 pub mod disk;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+mod intent;
 pub mod mountinfo;
 pub mod oci;
 pub mod reference;
 mod types;
 
 pub use error::{BackendError, Result};
+pub use intent::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -79,8 +87,11 @@ pub trait Backend: Send + Sync + 'static {
 
     // ---- containers ----
 
-    /// Create a container (not yet running) from an image and an OCI runtime spec.
-    async fn create_container(&self, request: CreateContainer) -> Result<()>;
+    /// Create a container (not yet running) from an image, as `request` describes it: the
+    /// engine renders the intent in its own terms (joining the namespaces it names, naming
+    /// the cgroup under the parent given) and reports what it made. A failure leaves
+    /// nothing behind.
+    async fn create_container(&self, request: CreateContainer) -> Result<CreatedContainer>;
 
     /// Every container crius created in this engine, with its labels.
     async fn list_containers(&self) -> Result<Vec<ContainerRecord>>;
@@ -131,6 +142,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Remove an exec'd process once it exited.
     async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()>;
+
+    /// Change the terminal size of a process started with a pty.
+    async fn resize(&self, id: &str, process: &ProcessId, width: u32, height: u32) -> Result<()>;
+
+    /// Close the stdin of a process (what is already written is still read first). The
+    /// caller drops its own stdin writer before.
+    async fn close_stdin(&self, id: &str, process: &ProcessId) -> Result<()>;
+
+    /// A new writer on the stdin of a container's init process, started with
+    /// `TaskStdio::stdin` (Attach). Several may exist one after another; none closes stdin.
+    async fn attach_stdin(&self, id: &str, io_dir: &std::path::Path) -> Result<BoxedWriter>;
 
     /// Subscribe to task events. The stream survives engine restarts: after a reconnect
     /// it yields [`BackendEvent::Reconnected`] so the caller can reconcile.

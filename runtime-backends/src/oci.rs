@@ -1,6 +1,8 @@
 //! Facts of the OCI image format any engine's images follow: media types, platform
 //! selection in an index, chain ids, image configs, digests and repository names.
 
+pub mod render;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

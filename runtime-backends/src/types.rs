@@ -95,23 +95,6 @@ pub struct FsUsage {
     pub mountpoint: String,
 }
 
-/// A request to create a container.
-#[derive(Debug, Clone)]
-pub struct CreateContainer {
-    pub id: String,
-    /// Image id (config digest) the rootfs comes from.
-    pub image_id: String,
-    /// The chain id of that image's layers (`ImageRecord::chain_id`), which a snapshotting
-    /// backend puts the rootfs on; empty makes the backend look it up from `image_id`.
-    pub image_chain_id: String,
-    /// The image name the caller used, recorded on the object.
-    pub image_name: String,
-    pub spec: oci_spec::runtime::Spec,
-    pub labels: HashMap<String, String>,
-    /// Use the systemd cgroup driver for this container.
-    pub systemd_cgroup: bool,
-}
-
 /// A container crius created.
 #[derive(Debug, Clone)]
 pub struct ContainerRecord {
@@ -184,6 +167,9 @@ pub struct ExecRequest {
     pub exec_id: String,
     pub process: oci_spec::runtime::Process,
     pub stdin: bool,
+    /// A pty instead of pipes: its output (stdout and stderr merged) arrives on `stdout`, and
+    /// `stderr` reads nothing.
+    pub terminal: bool,
     /// Where FIFOs for the process's I/O are made.
     pub io_dir: PathBuf,
 }
@@ -317,4 +303,17 @@ pub struct PullImage {
     pub registry: RegistrySettings,
     /// Cancel the pull when no bytes arrive for this long; zero disables.
     pub progress_timeout: std::time::Duration,
+}
+
+/// An OCI runtime a runtime handler (RuntimeClass) names: how the engine runs its pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeHandler {
+    pub name: String,
+    /// containerd's runtime type: the runc v2 shim (`io.containerd.runc.v2`) or another.
+    pub runtime_type: String,
+    /// The OCI runtime binary the runc shim runs (its `BinaryName`); what the handler can do
+    /// is read from `<binary> features`.
+    pub binary: String,
+    /// The runtime's state directory (the runc shim's `Root`), when not its default.
+    pub root: Option<PathBuf>,
 }

@@ -330,12 +330,12 @@ impl Crius {
         let (Some(sample), Some(layout)) = (&usage.sample, &self.cgroup_layout) else {
             return Ok(None);
         };
-        let Some(path) = self.container_cgroup(&usage.container)? else {
+        let Some(path) = usage.container.meta.cgroups_path.as_deref() else {
             return Ok(None);
         };
         let (Some(activity), Some(limits)) = (
-            unless_gone(read_activity(layout, &path))?,
-            unless_gone(read_limits(layout, &path))?,
+            unless_gone(read_activity(layout, path))?,
+            unless_gone(read_limits(layout, path))?,
         ) else {
             return Ok(None);
         };

@@ -15,11 +15,11 @@ use proptest::prelude::*;
 use runtime_backends::ImageConfig;
 use tonic::Code;
 
-use crate::container::spec::{build_container_spec, exec_process, ContainerSpecInput};
+use crate::container::spec::{container_request, exec_process, rendered, ContainerSpecInput};
 use crate::container::ContainerRecordFile;
 use crate::domain::{ContainerConfig, SandboxConfig};
 use crate::error::Error;
-use crate::sandbox::spec::{build_sandbox_spec, SandboxSpecInput};
+use crate::sandbox::spec::{self as pause_spec, SandboxSpecInput};
 use crate::sandbox::SandboxRecord;
 use crate::security::{test_host, HostSecurity, SpecError};
 use crate::store::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus};
@@ -654,15 +654,19 @@ proptest! {
         let Ok(config) = SandboxConfig::try_from(request) else {
             return Ok(());
         };
-        let built = build_sandbox_spec(&SandboxSpecInput {
+        let built = pause_spec::sandbox_request(&SandboxSpecInput {
             id: "sb1",
             config: &config,
-            cgroups_path: "/kubepods/sb1".to_string(),
+            cgroup: runtime_backends::CgroupRequest {
+                parent: "/kubepods".to_string(),
+                systemd: false,
+            },
             pause_args: vec!["/pause".to_string()],
             netns_path: netns,
             oom_score_adj_floor: floor,
             host: &host,
-        });
+        })
+        .and_then(|request| rendered(&request, &[]));
         match built {
             Ok(spec) => {
                 if let Err(why) = check_runnable(&spec) {
@@ -687,16 +691,17 @@ proptest! {
         let Ok(config) = ContainerConfig::try_from(cri_config) else {
             return Ok(());
         };
-        let built = build_container_spec(&ContainerSpecInput {
+        let built = container_request(&ContainerSpecInput {
             id: "c1",
             config: &config,
             image: &image,
             sandbox: &sandbox,
             sandbox_id: "sb1",
-            sandbox_pid: 4242,
-            target_pid,
             netns_path: None,
-            cgroups_path: "/kubepods/c1".to_string(),
+            cgroup: runtime_backends::CgroupRequest {
+                parent: "/kubepods".to_string(),
+                systemd: false,
+            },
             resolv_conf: Some("/var/lib/crius/sb1/resolv.conf".into()),
             hostname: Some("/var/lib/crius/sb1/hostname".into()),
             hosts: Some("/var/lib/crius/sb1/hosts".into()),
@@ -705,6 +710,10 @@ proptest! {
             group: Some(GROUP.to_string()),
             oom_score_adj_floor: 0,
             host: &host,
+        })
+        .and_then(|request| {
+            let target = config.security.namespaces.target_id.as_str();
+            rendered(&request, &[("sb1", 4242), (target, target_pid)])
         });
         match built {
             Ok(spec) => {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::cgroups::{read_stats, CgroupDriver, CgroupLayout, CgroupStats};
+use crate::cgroups::{read_stats, CgroupLayout, CgroupStats};
 use crate::domain::NamespaceMode;
 use crate::error::{Error, Result};
 use crate::layer_usage::{LayerUsage, WritableLayer};
@@ -233,10 +233,7 @@ impl Crius {
             return Ok(None);
         };
         let timestamp = now_nanos();
-        let pause = self
-            .cgroups
-            .filesystem_path(&sandbox.meta.cgroups_path)
-            .map_err(cgroup_error)?;
+        let pause = sandbox.meta.cgroups_path.clone();
         let cgroup = if sandbox.meta.config.cgroup_parent.is_empty() {
             let Some(mut total) = optional_stats(layout, &pause)? else {
                 return Ok(None);
@@ -286,28 +283,17 @@ impl Crius {
         })
     }
 
-    /// The container's cgroup relative to the cgroup mount; `None` when crius did not place
-    /// it (the backend chose).
-    pub(crate) fn container_cgroup(&self, container: &Container) -> Result<Option<String>> {
-        let Some(cgroups_path) = container.meta.cgroups_path.as_deref() else {
-            return Ok(None);
-        };
-        self.cgroups
-            .filesystem_path(cgroups_path)
-            .map(Some)
-            .map_err(cgroup_error)
-    }
-
     fn container_sample(
         &self,
         layout: &CgroupLayout,
         container: &Container,
     ) -> Result<Option<Sample>> {
-        let Some(path) = self.container_cgroup(container)? else {
+        // Where the backend said the container's cgroup is.
+        let Some(path) = container.meta.cgroups_path.as_deref() else {
             return Ok(None);
         };
         let timestamp = now_nanos();
-        let Some(cgroup) = optional_stats(layout, &path)? else {
+        let Some(cgroup) = optional_stats(layout, path)? else {
             return Ok(None);
         };
         let nano_cores = self.stats_cache.cpu.observe(

@@ -356,22 +356,20 @@ async fn a_feature_the_backend_lacks_is_refused_before_any_work_and_used_where_i
     );
     assert_eq!(crius.store.containers.len(), 0, "nothing left behind");
 
-    // Granted: the same request is made, and the spec carries it.
+    // Granted: the same request is made, and the backend is asked for it.
     *fake.features.lock().unwrap() = Features {
         recursive_read_only_mounts: true,
         ..Features::default()
     };
     let id = crius.create_container(&sandbox, asks).await.unwrap();
-    let specs = fake.specs.lock().unwrap();
-    let mount = specs[&id]
-        .mounts()
-        .as_ref()
-        .unwrap()
+    let created = fake.created.lock().unwrap();
+    let mount = created[&id]
+        .mounts
         .iter()
-        .find(|m| m.destination().as_os_str() == "/ro")
+        .find(|m| m.destination == "/ro")
         .cloned()
         .unwrap();
-    assert!(mount.options().as_ref().unwrap().iter().any(|o| o == "rro"));
+    assert!(mount.readonly && mount.recursive_read_only, "{mount:?}");
 }
 
 /// Each sandbox's name and state as an unfiltered ListPodSandbox answers, from the bytes a

@@ -10,9 +10,10 @@ use prost::Message;
 use prost_types::Any;
 
 use super::{fifo, map_status, now_timestamp, timestamp_nanos, Containerd, RUNTIME, SNAPSHOTTER};
+use crate::oci::render;
 use crate::{
-    BackendError, ContainerRecord, CreateContainer, ExecIo, ExecRequest, Result, TaskExit,
-    TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
+    BackendError, ContainerRecord, CreateContainer, CreatedContainer, ExecIo, ExecRequest, Result,
+    TaskExit, TaskStarted, TaskState, TaskStatus, TaskStdio, LABEL_MANAGED,
 };
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -20,9 +21,15 @@ const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Pr
 const RESOURCES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 
-/// The one field of the runc shim's `Options` crius sets (wire field 9: `systemd_cgroup`).
+/// The fields of the runc shim's `Options` crius sets (their wire numbers are the shim's).
 #[derive(Clone, PartialEq, Message)]
 struct RuncOptions {
+    /// The OCI runtime binary the shim runs instead of `runc`.
+    #[prost(string, tag = "6")]
+    binary_name: String,
+    /// The runtime's state directory.
+    #[prost(string, tag = "7")]
+    root: String,
     #[prost(bool, tag = "9")]
     systemd_cgroup: bool,
 }
@@ -56,14 +63,72 @@ fn task_status(raw: i32) -> TaskStatus {
     }
 }
 
+/// The init process of each container whose task this backend started, so a container that
+/// joins its namespaces needs no round trip to find it. Not kept across restarts (then the
+/// task is asked).
+#[derive(Default)]
+pub(super) struct InitPids(std::sync::Mutex<HashMap<String, u32>>);
+
+impl InitPids {
+    fn started(&self, id: &str, pid: u32) {
+        if let Ok(mut pids) = self.0.lock() {
+            pids.insert(id.to_owned(), pid);
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut pids) = self.0.lock() {
+            pids.remove(id);
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        self.0.lock().ok().and_then(|pids| pids.get(id).copied())
+    }
+}
+
 impl Containerd {
+    /// The init process of a container whose task runs (0 when it has none).
+    async fn running_pid(&self, id: &str) -> Result<u32> {
+        if let Some(pid) = self.inner.init_pids.get(id) {
+            return Ok(pid);
+        }
+        Ok(match self.task_state_impl(id).await? {
+            Some(state) if matches!(state.status, TaskStatus::Running | TaskStatus::Paused) => {
+                self.inner.init_pids.started(id, state.pid);
+                state.pid
+            }
+            _ => 0,
+        })
+    }
+
+    /// The OCI spec runc runs the container with: its namespaces joined through the init
+    /// processes of the containers that hold them.
+    async fn render_spec(
+        &self,
+        request: &CreateContainer,
+        cgroups_path: &str,
+    ) -> Result<oci_spec::runtime::Spec> {
+        let mut pids = render::JoinedPids::new();
+        for id in render::joined_containers(request) {
+            let pid = self.running_pid(&id).await?;
+            pids.insert(id, pid);
+        }
+        render::spec(request, cgroups_path, &pids)
+    }
+
     /// The container record first, then its rootfs snapshot (key = container id) on the
     /// image's top layer. The record names the snapshot before it exists, so the garbage
     /// collector keeps the snapshot from the moment it is made, with no lease to create and
     /// delete (two metadata writes, each synced). A failure removes what was made; a crash
     /// in between leaves a labelled record, which crius's recovery removes.
-    pub(crate) async fn create_container_impl(&self, request: CreateContainer) -> Result<()> {
+    pub(crate) async fn create_container_impl(
+        &self,
+        request: CreateContainer,
+    ) -> Result<CreatedContainer> {
         let started = std::time::Instant::now();
+        let cgroup = crate::cgroup::names(&request.cgroup, &request.id)?;
+        let spec = self.render_spec(&request, &cgroup.runtime).await?;
         let chain_id = if request.image_chain_id.is_empty() {
             self.image_impl(&request.image_id)
                 .await?
@@ -77,7 +142,7 @@ impl Containerd {
         };
         let image_at = started.elapsed();
         let id = request.id.clone();
-        self.create_record(&request).await?;
+        self.create_record(&request, &spec).await?;
         let recorded_at = started.elapsed();
         if let Err(err) = self.prepare_rootfs(&request, &chain_id).await {
             if let Err(e) = self.delete_record(&id).await {
@@ -92,7 +157,10 @@ impl Containerd {
             rootfs_us = (started.elapsed() - recorded_at).as_micros(),
             "containerd container created"
         );
-        Ok(())
+        Ok(CreatedContainer {
+            cgroup_path: cgroup.filesystem,
+            runtime_spec: Some(spec),
+        })
     }
 
     /// The rootfs snapshot of a container whose record exists; removed again on failure.
@@ -118,9 +186,9 @@ impl Containerd {
             .mounts;
         // In a user namespace the container's root is an unprivileged host id: its rootfs
         // must be owned by the mapped ids (runc 1.1 has no idmapped mounts).
-        if let Some(linux) = request.spec.linux() {
-            let uids = linux.uid_mappings().clone().unwrap_or_default();
-            let gids = linux.gid_mappings().clone().unwrap_or_default();
+        if let Some(mappings) = &request.id_mappings {
+            let uids = mappings.uids.clone();
+            let gids = mappings.gids.clone();
             if !uids.is_empty() || !gids.is_empty() {
                 let target = std::env::temp_dir().join(format!("crius-remap-{id}"));
                 let remapped = tokio::task::spawn_blocking(move || {
@@ -142,20 +210,39 @@ impl Containerd {
     }
 
     /// containerd's record of a container, naming its (not yet made) rootfs snapshot.
-    async fn create_record(&self, request: &CreateContainer) -> Result<()> {
+    async fn create_record(
+        &self,
+        request: &CreateContainer,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<()> {
         let id = request.id.clone();
-        let options = if request.systemd_cgroup {
-            Some(Any {
-                type_url: RUNC_OPTIONS_TYPE.to_string(),
-                value: RuncOptions {
-                    systemd_cgroup: true,
-                }
-                .encode_to_vec(),
-            })
-        } else {
-            None
+        let Some((handler, _)) = self.inner.handlers.get(&request.runtime_handler) else {
+            return Err(BackendError::InvalidArgument(format!(
+                "runtime handler {:?} is not one containerd runs here",
+                request.runtime_handler
+            )));
         };
-        let spec = json_any(SPEC_TYPE, &request.spec)?;
+        // Options for the runc shim, only what differs from its defaults; other shims get
+        // none.
+        let runc = RuncOptions {
+            binary_name: if handler.binary == super::RUNC_BINARY {
+                String::new()
+            } else {
+                handler.binary.clone()
+            },
+            root: handler
+                .root
+                .as_ref()
+                .map(|r| r.display().to_string())
+                .unwrap_or_default(),
+            systemd_cgroup: request.cgroup.systemd,
+        };
+        let options =
+            (handler.runtime_type == RUNTIME && runc != RuncOptions::default()).then(|| Any {
+                type_url: RUNC_OPTIONS_TYPE.to_string(),
+                value: runc.encode_to_vec(),
+            });
+        let spec = json_any(SPEC_TYPE, spec)?;
         let mut labels = request.labels.clone();
         labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
         let container = api::Container {
@@ -163,7 +250,7 @@ impl Containerd {
             labels,
             image: request.image_name.clone(),
             runtime: Some(api::container::Runtime {
-                name: RUNTIME.to_string(),
+                name: handler.runtime_type.clone(),
                 options,
             }),
             spec: Some(spec),
@@ -232,6 +319,7 @@ impl Containerd {
         // the next remove finds the snapshot gone, which is fine.
         let (deleted, ()) = tokio::join!(self.delete_record(id), self.remove_snapshot(id));
         self.inner.deleted_tasks.take(id);
+        self.inner.init_pids.forget(id);
         deleted
     }
 
@@ -298,6 +386,7 @@ impl Containerd {
                 return Err(e);
             }
         };
+        self.inner.init_pids.started(id, pid);
         if let Err(status) = self
             .tasks()
             .start(self.req(api::StartRequest {
@@ -367,6 +456,7 @@ impl Containerd {
         {
             Ok(response) => {
                 self.inner.deleted_tasks.deleted(id);
+                self.inner.init_pids.forget(id);
                 let response = response.into_inner();
                 Ok(Some(TaskExit {
                     pid: response.pid,
@@ -376,6 +466,7 @@ impl Containerd {
             }
             Err(status) if status.code() == tonic::Code::NotFound => {
                 self.inner.deleted_tasks.deleted(id);
+                self.inner.init_pids.forget(id);
                 Ok(None)
             }
             Err(status) => Err(map_status(status, "task", id)),
@@ -452,45 +543,88 @@ impl Containerd {
     }
 
     pub(crate) async fn exec_impl(&self, request: ExecRequest) -> Result<ExecIo> {
+        let begun = std::time::Instant::now();
         let id = request.container_id.clone();
         let set = fifo::paths(
             &request.io_dir,
             &format!("{}-", request.exec_id),
             request.stdin,
         );
-        let mut fifos = fifo::create(&set)?;
         let spec = json_any(PROCESS_TYPE, &request.process)?;
+        // The shim opens the FIFOs only when the process starts: they are made on the
+        // blocking pool while containerd records the exec.
+        let making = {
+            let set = set.clone();
+            tokio::task::spawn_blocking(move || fifo::create(&set))
+        };
         let execed = self
-            .tasks()
-            .exec(self.req(api::ExecProcessRequest {
+            .process_tasks()
+            .exec(self.bounded_req(api::ExecProcessRequest {
                 container_id: id.clone(),
                 stdin: set.stdin_arg(),
                 stdout: set.stdout.display().to_string(),
-                stderr: set.stderr.display().to_string(),
-                terminal: false,
+                // With a terminal the shim writes the pty to stdout and leaves stderr alone.
+                stderr: if request.terminal {
+                    String::new()
+                } else {
+                    set.stderr.display().to_string()
+                },
+                terminal: request.terminal,
                 spec: Some(spec),
                 exec_id: request.exec_id.clone(),
             }))
             .await;
-        if let Err(status) = execed {
-            fifos.release_keepers();
-            fifo::remove(&set);
-            return Err(map_status(status, "task", &id));
-        }
+        let execed_at = begun.elapsed();
+        let made = making.await.unwrap_or_else(|e| {
+            Err(BackendError::io(
+                "making the FIFOs of an exec",
+                std::io::Error::other(e),
+            ))
+        });
+        let mut fifos = match (execed, made) {
+            (Ok(_), Ok(fifos)) => fifos,
+            (Err(status), made) => {
+                drop(made);
+                fifo::remove(&set);
+                return Err(map_status(status, "task", &id));
+            }
+            (Ok(_), Err(e)) => {
+                let _ = self.delete_exec_impl(&id, &request.exec_id).await;
+                fifo::remove(&set);
+                return Err(e);
+            }
+        };
+        // The process's Wait goes out now and runs while it starts (see `early_wait`).
+        let early = {
+            let this = self.clone();
+            let (id, exec_id) = (id.clone(), request.exec_id.clone());
+            tokio::spawn(async move { this.wait_call(&id, &exec_id).await })
+        };
+        self.inner.early_waits.put(&id, &request.exec_id, early);
+        let fifos_at = begun.elapsed();
         let started = self
-            .tasks()
-            .start(self.req(api::StartRequest {
+            .process_tasks()
+            .start(self.bounded_req(api::StartRequest {
                 container_id: id.clone(),
                 exec_id: request.exec_id.clone(),
             }))
             .await;
         fifos.release_keepers();
-        // The FIFOs are open on both sides now; their names are no longer needed.
-        fifo::remove(&set);
+        // The FIFOs are open on both sides now; their names are no longer needed, and
+        // nothing waits for them to go.
+        tokio::task::spawn_blocking(move || fifo::remove(&set));
         if let Err(status) = started {
             let _ = self.delete_exec_impl(&id, &request.exec_id).await;
             return Err(map_status(status, "exec", &request.exec_id));
         }
+        tracing::debug!(
+            container = %id,
+            exec_id = %request.exec_id,
+            exec_us = execed_at.as_micros(),
+            fifos_us = (fifos_at - execed_at).as_micros(),
+            start_us = (begun.elapsed() - fifos_at).as_micros(),
+            "containerd exec started"
+        );
         Ok(ExecIo {
             stdin: fifos
                 .stdin
@@ -502,8 +636,16 @@ impl Containerd {
     }
 
     pub(crate) async fn wait_impl(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        match self.inner.early_waits.take(id, exec_id) {
+            Some(early) => super::early_wait::answer(early).await,
+            None => self.wait_call(id, exec_id).await,
+        }
+    }
+
+    /// Unbounded, on the process connection: a process runs as long as it runs.
+    async fn wait_call(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
         let response = self
-            .tasks()
+            .process_tasks()
             .wait(self.req(api::WaitRequest {
                 container_id: id.to_string(),
                 exec_id: exec_id.to_string(),
@@ -518,10 +660,42 @@ impl Containerd {
         })
     }
 
+    pub(crate) async fn resize_impl(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
+        self.tasks()
+            .resize_pty(self.req(api::ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            }))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status(s, "process", id))
+    }
+
+    pub(crate) async fn close_stdin_impl(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.tasks()
+            .close_io(self.req(api::CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status(s, "process", id))
+    }
+
     pub(crate) async fn delete_exec_impl(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.inner.early_waits.drop_one(id, exec_id);
         match self
-            .tasks()
-            .delete_process(self.req(api::DeleteProcessRequest {
+            .process_tasks()
+            .delete_process(self.bounded_req(api::DeleteProcessRequest {
                 container_id: id.to_string(),
                 exec_id: exec_id.to_string(),
             }))
@@ -537,6 +711,16 @@ impl Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_started_task_s_pid_is_known_until_its_task_goes() {
+        let pids = InitPids::default();
+        assert_eq!(pids.get("sb1"), None, "unknown at first: the task is asked");
+        pids.started("sb1", 42);
+        assert_eq!(pids.get("sb1"), Some(42));
+        pids.forget("sb1");
+        assert_eq!(pids.get("sb1"), None);
+    }
 
     #[test]
     fn a_stored_spec_takes_new_resources() {

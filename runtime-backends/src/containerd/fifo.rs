@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 
 use crate::{BackendError, Result, TaskIo};
 
+#[derive(Clone)]
 pub(crate) struct FifoSet {
     pub stdin: Option<PathBuf>,
     pub stdout: PathBuf,
@@ -122,6 +123,18 @@ pub(crate) fn reopen_task_io(_id: &str, io_dir: &Path) -> Result<Option<TaskIo>>
         stdout: Box::pin(open_reader(&set.stdout)?),
         stderr: Box::pin(open_reader(&set.stderr)?),
     }))
+}
+
+/// A writer on the stdin FIFO of a running task's init process (the shim reads it).
+pub(crate) fn open_init_stdin(io_dir: &Path) -> Result<pipe::Sender> {
+    let set = paths(io_dir, "", true);
+    match &set.stdin {
+        Some(path) if path.exists() => open_writer(path),
+        _ => Err(BackendError::FailedPrecondition(format!(
+            "the container's stdin is not open (no FIFO in {})",
+            io_dir.display()
+        ))),
+    }
 }
 
 /// Remove the FIFOs of a finished process.

@@ -5,6 +5,7 @@
 
 mod apply;
 mod containers;
+mod early_wait;
 mod events;
 mod fifo;
 mod images;
@@ -25,9 +26,9 @@ use tonic::metadata::MetadataValue;
 use tonic::Request;
 
 use crate::{
-    Backend, BackendError, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, Features, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, Result, TaskExit,
-    TaskStarted, TaskState, TaskStdio,
+    Backend, BackendError, BackendEvent, BoxedWriter, ContainerRecord, CreateContainer,
+    CreatedContainer, EngineVersion, ExecIo, ExecRequest, Features, FsUsage, FsWalk, ImageBundle,
+    ImageRecord, ProcessId, Result, TaskExit, TaskStarted, TaskState, TaskStdio,
 };
 
 const ENGINE: &str = "containerd";
@@ -36,12 +37,16 @@ pub const SNAPSHOTTER: &str = "overlayfs";
 /// The runtime every task runs on.
 pub const RUNTIME: &str = "io.containerd.runc.v2";
 /// The OCI runtime the runc v2 shim runs (from containerd's PATH, as crius's).
-const RUNC_BINARY: &str = "runc";
+pub(crate) const RUNC_BINARY: &str = "runc";
 
 /// Largest gRPC message crius sends to or accepts from containerd. Lists of a full node
 /// (1000 containers with their OCI specs) pass tonic's 4 MiB default; containerd's own
 /// server limit is 16 MiB, so the lists that can grow past it are streamed.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// How long a call to containerd may take before crius gives up on it, except a `Wait`,
+/// which lasts as long as the process it waits for.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Settings of the containerd backend.
 #[derive(Debug, Clone)]
@@ -53,6 +58,18 @@ pub struct ContainerdConfig {
     /// Write pulled layers into containerd's content directory when it is visible from
     /// here (see `local_content`), instead of streaming them through `Content.Write`.
     pub local_content: bool,
+    /// The runtime handlers crius runs pods with; none means one, `runc`, on the runc shim.
+    pub handlers: Vec<crate::RuntimeHandler>,
+}
+
+/// The handler crius runs when none is configured: runc on the runc v2 shim.
+pub fn default_handler() -> crate::RuntimeHandler {
+    crate::RuntimeHandler {
+        name: RUNC_BINARY.to_string(),
+        runtime_type: RUNTIME.to_string(),
+        binary: RUNC_BINARY.to_string(),
+        root: None,
+    }
 }
 
 /// A containerd backend. Cheap to clone.
@@ -63,6 +80,12 @@ pub struct Containerd {
 
 struct Inner {
     channel: Channel,
+    /// A second connection for the control of processes (exec, start, wait, delete of an
+    /// exec'd process, waits for any): kubelet's probes do not queue behind a pull's or a
+    /// listing's bytes on the first, and it has no timeout of its own, because a `Wait`
+    /// lasts as long as its process (a grace period, an exec session); the other calls on
+    /// it carry [`CALL_TIMEOUT`] themselves.
+    processes: Channel,
     namespace: String,
     namespace_header: MetadataValue<tonic::metadata::Ascii>,
     images: images::ImageCache,
@@ -73,8 +96,12 @@ struct Inner {
     /// Per-snapshot disk usage kept between ImageFsInfo measurements.
     snapshot_usage: Arc<std::sync::Mutex<usage::SnapshotUsage>>,
     deleted_tasks: DeletedTasks,
+    init_pids: containers::InitPids,
+    early_waits: early_wait::EarlyWaits,
     /// What `runc features` said when the backend was made.
-    runtime_features: crate::oci::RuntimeFeatures,
+    /// Each handler with what its OCI runtime said it supports, read once at start.
+    handlers:
+        std::collections::HashMap<String, (crate::RuntimeHandler, crate::oci::RuntimeFeatures)>,
 }
 
 /// Containers whose task this backend deleted (after it exited) and that have had no task
@@ -105,21 +132,23 @@ impl Containerd {
     /// Build a client. The connection is made lazily and re-made after containerd restarts,
     /// so this succeeds even while containerd is down.
     pub fn new(config: ContainerdConfig) -> Result<Self> {
-        let path = config.address.clone();
         let endpoint = Endpoint::try_from("http://[::]:0")
             .map_err(|e| BackendError::InvalidArgument(format!("containerd endpoint: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(120));
-        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            .connect_timeout(Duration::from_secs(5));
+        let channel = lazy_channel(endpoint.clone().timeout(CALL_TIMEOUT), &config.address);
+        let processes = lazy_channel(endpoint, &config.address);
+        let configured = if config.handlers.is_empty() {
+            vec![default_handler()]
+        } else {
+            config.handlers
+        };
+        let mut handlers = std::collections::HashMap::new();
+        for handler in configured {
+            let (features, unknown) = crate::oci::RuntimeFeatures::probe(&handler.binary);
+            if let Some(why) = unknown {
+                tracing::warn!(handler = %handler.name, reason = %why, "the OCI runtime did not say what it supports; assuming no optional features");
             }
-        }));
-        let (runtime_features, unknown) = crate::oci::RuntimeFeatures::probe(RUNC_BINARY);
-        if let Some(why) = unknown {
-            tracing::warn!(reason = %why, "the OCI runtime did not say what it supports; assuming no optional features");
+            handlers.insert(handler.name.clone(), (handler, features));
         }
         let namespace_header = config.namespace.parse().map_err(|_| {
             BackendError::InvalidArgument(format!(
@@ -130,6 +159,7 @@ impl Containerd {
         Ok(Self {
             inner: Arc::new(Inner {
                 channel,
+                processes,
                 namespace: config.namespace,
                 namespace_header,
                 images: images::ImageCache::default(),
@@ -138,7 +168,9 @@ impl Containerd {
                 local_content: tokio::sync::OnceCell::new(),
                 snapshot_usage: Arc::default(),
                 deleted_tasks: DeletedTasks::default(),
-                runtime_features,
+                init_pids: containers::InitPids::default(),
+                early_waits: early_wait::EarlyWaits::default(),
+                handlers,
             }),
         })
     }
@@ -161,6 +193,14 @@ impl Containerd {
         request
     }
 
+    /// A request on the process connection, which has no timeout of its own: for the calls
+    /// that answer at once, bounded as on the first.
+    fn bounded_req<T>(&self, message: T) -> Request<T> {
+        let mut request = self.req(message);
+        request.set_timeout(CALL_TIMEOUT);
+        request
+    }
+
     /// A request that also runs under a lease, so the garbage collector keeps what it makes.
     fn leased_req<T>(&self, message: T, lease: &str) -> Result<Request<T>> {
         let mut request = self.req(message);
@@ -178,6 +218,12 @@ impl Containerd {
     }
     fn tasks(&self) -> api::tasks_client::TasksClient<Channel> {
         api::tasks_client::TasksClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+    /// Tasks on the process connection (see [`Inner::processes`]).
+    fn process_tasks(&self) -> api::tasks_client::TasksClient<Channel> {
+        api::tasks_client::TasksClient::new(self.inner.processes.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
@@ -211,6 +257,19 @@ impl Containerd {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
+}
+
+/// A channel to containerd's socket at `path`, connected at its first call and again after
+/// containerd restarts.
+fn lazy_channel(endpoint: Endpoint, path: &std::path::Path) -> Channel {
+    let path = path.to_path_buf();
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+        let path = path.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    }))
 }
 
 /// Map a containerd gRPC error into a backend error, naming what was asked for.
@@ -273,11 +332,14 @@ pub(crate) fn now_timestamp() -> prost_types::Timestamp {
 
 #[async_trait]
 impl Backend for Containerd {
-    fn features(&self, _handler: &str) -> Features {
-        // The runc v2 shim runs `runc` (the one handler crius runs): what runc itself
-        // reports, with crius's part (a pod's own user namespace is made by its pause
-        // process, the rootfs remapped by copy-up; pulls carry their own settings).
-        let runtime = self.inner.runtime_features;
+    fn features(&self, handler: &str) -> Features {
+        // What the handler's OCI runtime itself reports, with crius's part (a pod's own user
+        // namespace is made by its pause process, the rootfs remapped by copy-up; pulls
+        // carry their own settings). A handler this backend does not run can do nothing.
+        let Some((_, runtime)) = self.inner.handlers.get(handler) else {
+            return Features::default();
+        };
+        let runtime = *runtime;
         Features {
             user_namespaces: runtime.user_namespaces,
             idmapped_mounts: runtime.idmapped_mounts,
@@ -335,7 +397,7 @@ impl Backend for Containerd {
         self.image_fs_usage_impl(walk).await
     }
 
-    async fn create_container(&self, request: CreateContainer) -> Result<()> {
+    async fn create_container(&self, request: CreateContainer) -> Result<CreatedContainer> {
         self.create_container_impl(request).await
     }
 
@@ -398,6 +460,18 @@ impl Backend for Containerd {
 
     async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()> {
         self.delete_exec_impl(id, exec_id).await
+    }
+
+    async fn resize(&self, id: &str, process: &ProcessId, width: u32, height: u32) -> Result<()> {
+        self.resize_impl(id, exec_id(process), width, height).await
+    }
+
+    async fn close_stdin(&self, id: &str, process: &ProcessId) -> Result<()> {
+        self.close_stdin_impl(id, exec_id(process)).await
+    }
+
+    async fn attach_stdin(&self, _id: &str, io_dir: &std::path::Path) -> Result<BoxedWriter> {
+        Ok(Box::pin(fifo::open_init_stdin(io_dir)?))
     }
 
     fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {

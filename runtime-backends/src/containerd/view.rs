@@ -131,16 +131,16 @@ fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
 pub(crate) fn remap_owners(
     mounts: &[Mount],
     target: &Path,
-    uids: &[oci_spec::runtime::LinuxIdMapping],
-    gids: &[oci_spec::runtime::LinuxIdMapping],
+    uids: &[crate::IdMapping],
+    gids: &[crate::IdMapping],
 ) -> Result<()> {
     std::fs::create_dir_all(target)
         .map_err(|e| BackendError::io(format!("creating {}", target.display()), e))?;
     let result = mount_all(mounts, target).and_then(|()| {
-        let map = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        let map = |maps: &[crate::IdMapping], id: u32| {
             maps.iter()
-                .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
-                .map_or(id, |m| m.host_id() + (id - m.container_id()))
+                .find(|m| id >= m.container_id && id - m.container_id < m.size)
+                .map_or(id, |m| m.host_id + (id - m.container_id))
         };
         let mut pending = vec![target.to_path_buf()];
         while let Some(path) = pending.pop() {

@@ -1,10 +1,10 @@
-use super::{validate_container_id, CgroupDriver, CgroupError, Result};
+use super::{CgroupDriver, CgroupError, Result};
 
 /// Where pods go when kubelet sends no `cgroup_parent` (crictl, tests): a tree of crius's
 /// own, so its containers are easy to find and never mix with another runtime's.
 pub const DEFAULT_CGROUPFS_PARENT: &str = "/crius";
 
-/// Plain cgroupfs paths: runc creates `<parent>/<id>` under every controller.
+/// Plain cgroupfs paths: a pod's containers go under its parent path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cgroupfs;
 
@@ -19,23 +19,6 @@ impl CgroupDriver for Cgroupfs {
         }
         normalize_absolute(cgroup_parent).map_err(|reason| CgroupError::InvalidParent {
             parent: cgroup_parent.to_string(),
-            reason,
-        })
-    }
-
-    fn container_cgroups_path(&self, cgroup_parent: &str, container_id: &str) -> Result<String> {
-        validate_container_id(container_id)?;
-        let parent = self.sandbox_parent(cgroup_parent)?;
-        if parent == "/" {
-            Ok(format!("/{container_id}"))
-        } else {
-            Ok(format!("{parent}/{container_id}"))
-        }
-    }
-
-    fn filesystem_path(&self, cgroups_path: &str) -> Result<String> {
-        normalize_absolute(cgroups_path).map_err(|reason| CgroupError::InvalidPath {
-            path: cgroups_path.to_string(),
             reason,
         })
     }
@@ -76,28 +59,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parents_and_paths() {
+    fn parents_are_normalized_and_default_to_crius_own_tree() {
         let driver = Cgroupfs;
-        let cases = [
-            ("", "abc", "/crius/abc"),
-            ("/", "abc", "/abc"),
-            ("/kubepods", "abc", "/kubepods/abc"),
-            (
-                "/kubepods/burstable/pod1-2",
-                "abc",
-                "/kubepods/burstable/pod1-2/abc",
-            ),
-            ("/kubepods/besteffort/", "abc", "/kubepods/besteffort/abc"),
-        ];
-        for (parent, id, want) in cases {
-            assert_eq!(
-                driver.container_cgroups_path(parent, id).unwrap(),
-                want,
-                "parent {parent:?}"
-            );
-        }
         assert_eq!(driver.sandbox_parent("").unwrap(), "/crius");
+        assert_eq!(driver.sandbox_parent("/").unwrap(), "/");
         assert_eq!(driver.sandbox_parent("/a/b/").unwrap(), "/a/b");
+        assert_eq!(
+            driver.sandbox_parent("/kubepods/burstable/pod1-2").unwrap(),
+            "/kubepods/burstable/pod1-2"
+        );
     }
 
     #[test]
@@ -121,23 +91,5 @@ mod tests {
             .sandbox_parent("kubepods-burstable.slice")
             .unwrap_err();
         assert!(err.to_string().contains("same cgroup driver"), "{err}");
-    }
-
-    #[test]
-    fn invalid_ids() {
-        let driver = Cgroupfs;
-        for id in ["", "..", "a/b"] {
-            assert!(matches!(
-                driver.container_cgroups_path("/kubepods", id),
-                Err(CgroupError::InvalidId { .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn filesystem_path_is_the_cgroups_path() {
-        let driver = Cgroupfs;
-        assert_eq!(driver.filesystem_path("/crius/abc").unwrap(), "/crius/abc");
-        assert!(driver.filesystem_path("crius/abc").is_err());
     }
 }

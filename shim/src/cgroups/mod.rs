@@ -1,8 +1,9 @@
 //! cgroup drivers and cgroup files (DESIGN.md decision 8).
 //!
-//! A driver only decides names: the `linux.cgroupsPath` string crius puts in OCI specs, which
-//! runc then creates. With `systemd` that string is `slice:prefix:name` and runc asks systemd
-//! over D-Bus; crius itself never talks to systemd. The driver crius uses is reported to
+//! A driver only decides the form of a pod's cgroup parent (a cgroupfs path or a systemd
+//! slice); the backend names each container's cgroup under it and reports where it is
+//! (`runtime_backends::cgroup`). With `systemd` runc asks systemd over D-Bus; crius itself
+//! never talks to systemd. The driver crius uses is reported to
 //! kubelet through `RuntimeConfig`, because a kubelet and runtime that disagree on the driver
 //! put pods in two different trees and break node accounting.
 //!
@@ -28,8 +29,6 @@ pub type Result<T, E = CgroupError> = std::result::Result<T, E>;
 pub enum CgroupError {
     #[error("invalid cgroup parent {parent:?}: {reason}")]
     InvalidParent { parent: String, reason: String },
-    #[error("invalid container id {id:?} for a cgroup name: {reason}")]
-    InvalidId { id: String, reason: String },
     #[error("invalid cgroups path {path:?}: {reason}")]
     InvalidPath { path: String, reason: String },
     #[error("invalid systemd slice name {slice:?}: {reason}")]
@@ -66,13 +65,6 @@ pub trait CgroupDriver {
     /// The parent all of a pod's containers go under, in this driver's form, from the
     /// `cgroup_parent` of the pod's `LinuxPodSandboxConfig` (empty means crius's default).
     fn sandbox_parent(&self, cgroup_parent: &str) -> Result<String>;
-
-    /// The value for OCI `linux.cgroupsPath` of a container (the pause container included).
-    fn container_cgroups_path(&self, cgroup_parent: &str, container_id: &str) -> Result<String>;
-
-    /// The cgroup's path relative to the cgroup mount (cgroupfs form, starting with `/`) for a
-    /// `linux.cgroupsPath` this driver produced; what [`read_stats`] and [`read_limits`] take.
-    fn filesystem_path(&self, cgroups_path: &str) -> Result<String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,15 +102,6 @@ impl CgroupDriver for Driver {
     fn sandbox_parent(&self, cgroup_parent: &str) -> Result<String> {
         self.inner().sandbox_parent(cgroup_parent)
     }
-
-    fn container_cgroups_path(&self, cgroup_parent: &str, container_id: &str) -> Result<String> {
-        self.inner()
-            .container_cgroups_path(cgroup_parent, container_id)
-    }
-
-    fn filesystem_path(&self, cgroups_path: &str) -> Result<String> {
-        self.inner().filesystem_path(cgroups_path)
-    }
 }
 
 impl std::fmt::Display for Driver {
@@ -134,30 +117,6 @@ pub fn detect_default(proc_root: &Path) -> Driver {
         Ok(comm) if comm.trim_end() == "systemd" => Driver::Systemd(Systemd),
         _ => Driver::Cgroupfs(Cgroupfs),
     }
-}
-
-/// Checks a container id before it becomes part of a cgroup name: one path component that
-/// is also valid inside a systemd unit name and cannot break runc's `slice:prefix:name` form.
-fn validate_container_id(id: &str) -> Result<()> {
-    let invalid = |reason: String| {
-        Err(CgroupError::InvalidId {
-            id: id.to_string(),
-            reason,
-        })
-    };
-    if id.is_empty() {
-        return invalid("it is empty".to_string());
-    }
-    if id == "." || id == ".." {
-        return invalid("it is a relative path component".to_string());
-    }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return invalid(format!("character {bad:?} is not allowed"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -204,34 +163,13 @@ mod tests {
     fn enum_delegates_to_drivers() {
         let cgroupfs = Driver::from_name("cgroupfs").unwrap();
         assert_eq!(
-            cgroupfs
-                .container_cgroups_path("/kubepods/burstable/pod1", "abc")
-                .unwrap(),
-            "/kubepods/burstable/pod1/abc"
+            cgroupfs.sandbox_parent("/kubepods/burstable/pod1").unwrap(),
+            "/kubepods/burstable/pod1"
         );
         let systemd = Driver::from_name("systemd").unwrap();
         assert_eq!(
-            systemd
-                .container_cgroups_path("/kubepods/burstable/pod1", "abc")
-                .unwrap(),
-            "kubepods-burstable-pod1.slice:crius:abc"
+            systemd.sandbox_parent("/kubepods/burstable/pod1").unwrap(),
+            "kubepods-burstable-pod1.slice"
         );
-        assert_eq!(
-            systemd
-                .filesystem_path("kubepods-burstable-pod1.slice:crius:abc")
-                .unwrap(),
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/crius-abc.scope"
-        );
-    }
-
-    #[test]
-    fn container_ids_are_checked() {
-        for bad in ["", ".", "..", "a/b", "a:b", "a b"] {
-            assert!(
-                validate_container_id(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
-        }
-        validate_container_id("4f3c0a_b-c.d").unwrap();
     }
 }

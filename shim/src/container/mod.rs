@@ -1,6 +1,8 @@
 //! Containers: create, start, stop, remove, exit handling and the log pipeline.
 
 mod exec;
+#[cfg(test)]
+mod golden;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtime_backends::{
-    CreateContainer, ProcessId, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND,
+    CgroupRequest, CreateContainer, ProcessId, TaskExit, TaskIo, TaskStatus, TaskStdio, LABEL_KIND,
     LABEL_SANDBOX_ID,
 };
 
@@ -18,7 +20,7 @@ use crate::cleanup::Cleanup;
 use crate::domain::{ContainerConfig, Resources};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::logs::{spawn_copier, LogFile, Stream};
+use crate::logs::{spawn_tapped_copier, LogFile, OutputTap, Stream};
 use crate::pod_events::EventKind;
 use crate::runtime::{new_id, now_nanos, Crius, CONTAINERS, CONTAINER_SPECS};
 use crate::store::{Container, ContainerMeta, ContainerState, ContainerStatus, SandboxState};
@@ -129,8 +131,11 @@ impl Crius {
                 sandbox.meta.id, config.metadata.name
             )));
         }
-        self.engine(&sandbox.meta.config.runtime_handler)
-            .check_container(&config)?;
+        let handler = self.runtime_handler(
+            &sandbox.meta.config.runtime_handler,
+            format_args!("CreateContainer: pod sandbox {:?}", sandbox.meta.id),
+        )?;
+        self.engine(handler).check_container(&config)?;
         let name = reserved_name(&config, &sandbox.meta.config);
         let crius = self.clone();
         self.store
@@ -201,21 +206,21 @@ impl Crius {
                 })?;
             }
         }
-        let cgroups_path = self
-            .cgroups
-            .container_cgroups_path(&sandbox_cfg.cgroup_parent, id)?;
+        self.check_pid_target(&config)?;
+        let cgroup = CgroupRequest {
+            parent: self.cgroups.sandbox_parent(&sandbox_cfg.cgroup_parent)?,
+            systemd: self.cgroups.is_systemd(),
+        };
         let sandbox_files = PathBuf::from(&sandbox.meta.files_dir);
         let shm = self.sandbox_state(&sandbox.meta.id).join("shm");
-        let spec = spec::build_container_spec(&spec::ContainerSpecInput {
+        let request = spec::container_request(&spec::ContainerSpecInput {
             id,
             config: &config,
             image: &image.config,
             sandbox: sandbox_cfg,
             sandbox_id: &sandbox.meta.id,
-            sandbox_pid: sandbox.status().pid,
-            target_pid: self.target_pid(&config)?,
             netns_path: sandbox.meta.netns_path.clone(),
-            cgroups_path,
+            cgroup,
             resolv_conf: Some(sandbox_files.join("resolv.conf")),
             hostname: Some(sandbox_files.join("hostname")),
             hosts: Some(sandbox_files.join("hosts")),
@@ -234,6 +239,32 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "container".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), sandbox.meta.id.clone());
+        let handler = self.runtime_handler(
+            &sandbox.meta.config.runtime_handler,
+            format_args!("CreateContainer: pod sandbox {:?}", sandbox.meta.id),
+        )?;
+        // Pod annotations the handler's allow-list names reach its runtime (Kata and gVisor
+        // read their settings there).
+        let mut annotations = request.annotations;
+        if let Some(runtime) = self.config.runtimes.get(handler) {
+            for (key, value) in &sandbox.meta.config.annotations {
+                if runtime.passes(key) {
+                    annotations
+                        .entry(key.clone())
+                        .or_insert_with(|| value.clone());
+                }
+            }
+        }
+        let request = CreateContainer {
+            image_id: image.id.clone(),
+            image_chain_id: image.chain_id.clone(),
+            labels,
+            annotations,
+            runtime_handler: handler.to_string(),
+            ..request
+        };
+        // Exec'd processes start from a copy of the container's own.
+        let process = runtime_backends::oci::render::process(&request)?;
         failpoint::hit("container.spec")?;
         let spec_at = started.elapsed();
         cleanup.push_engine_container("container", self.backend.clone(), id);
@@ -241,17 +272,7 @@ impl Crius {
         cleanup.push("I/O directory", move || async move {
             crate::cleanup::remove_dir(&io_dir)
         });
-        self.backend
-            .create_container(CreateContainer {
-                id: id.to_string(),
-                image_id: image.id.clone(),
-                image_chain_id: image.chain_id.clone(),
-                image_name: config.image.clone(),
-                spec: spec.clone(),
-                labels,
-                systemd_cgroup: self.cgroups.is_systemd(),
-            })
-            .await?;
+        let created = self.backend.create_container(request).await?;
         failpoint::hit("container.backend")?;
         let backend_at = started.elapsed();
         let resources = config.resources.clone();
@@ -263,12 +284,8 @@ impl Crius {
             image_ref: image.id.clone(),
             created_at: now_nanos(),
             log_path,
-            process: spec.process().clone().unwrap_or_default(),
-            cgroups_path: spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.cgroups_path().as_ref())
-                .map(|p| p.display().to_string()),
+            process,
+            cgroups_path: Some(created.cgroup_path),
             stop_signal,
             config,
         };
@@ -278,11 +295,16 @@ impl Crius {
             records.remove(CONTAINERS, &undo_id)?;
             records.remove(CONTAINER_SPECS, &undo_id)
         });
-        // The spec only serves verbose ContainerStatus: both files are written at once.
-        let (spec_written, record_written) = tokio::join!(
-            self.records.write(CONTAINER_SPECS, id, &spec),
-            self.persist_container(&container)
-        );
+        // The engine's spec only serves verbose ContainerStatus: both files are written at
+        // once.
+        let spec_written = async {
+            match &created.runtime_spec {
+                Some(spec) => self.records.write(CONTAINER_SPECS, id, spec).await,
+                None => Ok(()),
+            }
+        };
+        let (spec_written, record_written) =
+            tokio::join!(spec_written, self.persist_container(&container));
         spec_written?;
         record_written?;
         failpoint::hit("container.records")?;
@@ -328,11 +350,11 @@ impl Crius {
         Ok(read)
     }
 
-    /// The PID of a `target_id` container whose PID namespace is to be shared.
-    fn target_pid(&self, config: &ContainerConfig) -> Result<u32> {
+    /// A `target_id` container whose PID namespace is to be shared must be running.
+    fn check_pid_target(&self, config: &ContainerConfig) -> Result<()> {
         let ns = &config.security.namespaces;
         if ns.pid != crate::domain::NamespaceMode::Target {
-            return Ok(0);
+            return Ok(());
         }
         let target = self.container(&ns.target_id)?;
         let status = target.status();
@@ -342,7 +364,7 @@ impl Crius {
                 ns.target_id
             )));
         }
-        Ok(status.pid)
+        Ok(())
     }
 
     /// StartContainer.
@@ -375,8 +397,8 @@ impl Crius {
                 },
             )?))
         };
-        // CRI `stdin`: its stdin stays open. `stdin_once` (close it when the first attach
-        // session ends) takes effect with Attach, which crius does not serve yet.
+        // CRI `stdin`: its stdin stays open; with `stdin_once` the first Attach session's
+        // end closes it (`streaming::session::attach`).
         let stdio = TaskStdio {
             terminal: container.meta.process.terminal().unwrap_or(false),
             stdin: container.meta.config.stdin,
@@ -438,31 +460,28 @@ impl Crius {
         Ok(())
     }
 
-    /// Copy the task's output into the CRI log file (or discard it when there is none).
+    /// Copy the task's output into the CRI log file (if it has one) and to attached clients.
     pub(crate) fn attach_logs(&self, container: &Container, io: TaskIo, log: Option<Arc<LogFile>>) {
-        match log {
-            Some(log) => {
-                if let Ok(mut slot) = container.log.lock() {
-                    *slot = Some(log.clone());
-                }
-                spawn_copier(io.stdout, Stream::Stdout, log.clone());
-                spawn_copier(io.stderr, Stream::Stderr, log);
-            }
-            None => crate::sandbox::drain(io),
+        if let (Some(log), Ok(mut slot)) = (&log, container.log.lock()) {
+            *slot = Some(log.clone());
         }
+        let tap = Arc::new(OutputTap::new(2));
+        if let Ok(mut slot) = container.tap.lock() {
+            *slot = Some(tap.clone());
+        }
+        spawn_tapped_copier(io.stdout, Stream::Stdout, log.clone(), tap.clone());
+        spawn_tapped_copier(io.stderr, Stream::Stderr, log, tap);
     }
 
-    /// Did the kernel's OOM killer kill a process in the container's cgroup?
+    /// Did the kernel's OOM killer kill a process in the container's cgroup (where the
+    /// backend said it is)?
     fn killed_by_oom(&self, container: &Container) -> bool {
-        let (Some(layout), Some(cgroups_path)) =
+        let (Some(layout), Some(path)) =
             (&self.cgroup_layout, container.meta.cgroups_path.as_deref())
         else {
             return false;
         };
-        let Ok(path) = self.cgroups.filesystem_path(cgroups_path) else {
-            return false;
-        };
-        crate::cgroups::read_stats(layout, &path)
+        crate::cgroups::read_stats(layout, path)
             .ok()
             .and_then(|stats| stats.oom_kill_count)
             .is_some_and(|kills| kills > 0)

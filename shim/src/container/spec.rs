@@ -1,4 +1,5 @@
-//! The OCI spec of an application container, from its CRI config, its image and its pod.
+//! What an application container is to be, from its CRI config, its image and its pod:
+//! the intent the backend renders (`runtime_backends::CreateContainer`).
 //!
 //! Behaviour follows containerd 1.6's CRI plugin, so a pod runs the same on crius, except
 //! where crius refuses to drop a security setting quietly (DESIGN.md decision 9): a
@@ -9,24 +10,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use oci_spec::runtime::{
-    LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxIdMapping,
-    LinuxMemory, LinuxNamespaceType, LinuxResources, Mount, Process, Spec, User,
-};
-use runtime_backends::ImageConfig;
+use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources, Process};
+use runtime_backends::oci::render::clean_path;
+use runtime_backends::{self as engine, CreateContainer, ImageConfig};
 
-use crate::domain::{
-    ContainerConfig, IdMapping, NamespaceMode, Propagation, Resources, SandboxConfig,
-};
-use crate::sandbox::spec::{annotations, deny_all_devices, DEFAULT_PATH_ENV};
+use crate::domain::{ContainerConfig, IdMapping, NamespaceMode, Resources, SandboxConfig};
+use crate::sandbox::spec::{annotations, DEFAULT_PATH_ENV};
 use crate::security::caps::container_capabilities;
-use crate::security::mounts::{bind, clean_path, default_mounts, depth};
-use crate::security::oci::{empty_linux, empty_process, empty_spec, namespace};
 use crate::security::user::{resolve_user, UserRequest};
 use crate::security::{
-    apparmor_for, clamp_oom_score_adj, seccomp_for, sysctl, userns, DeviceKind, HostCgroupFeatures,
-    HostDevice, HostSecurity, APPARMOR_ANNOTATION_PREFIX, DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
+    apparmor_for, clamp_oom_score_adj, seccomp_for, sysctl, userns, HostCgroupFeatures, HostDevice,
+    HostSecurity, APPARMOR_ANNOTATION_PREFIX, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };
 
 pub use crate::security::SpecError;
@@ -36,7 +30,7 @@ const ETC_HOSTS: &str = "/etc/hosts";
 const ETC_RESOLV_CONF: &str = "/etc/resolv.conf";
 const DEV_SHM: &str = "/dev/shm";
 
-/// What an application container's spec is built from.
+/// What an application container's intent is built from.
 #[derive(Debug, Clone)]
 pub struct ContainerSpecInput<'a> {
     /// The container's id, for error messages.
@@ -44,16 +38,12 @@ pub struct ContainerSpecInput<'a> {
     pub config: &'a ContainerConfig,
     pub image: &'a ImageConfig,
     pub sandbox: &'a SandboxConfig,
+    /// The sandbox's id: the container joins its namespaces.
     pub sandbox_id: &'a str,
-    /// The pause process; the container joins its namespaces through `/proc/<pid>/ns/…`.
-    pub sandbox_pid: u32,
-    /// The init process of the PID-namespace target container; only read (and then
-    /// required) when the PID mode is TARGET, 0 otherwise.
-    pub target_pid: u32,
-    /// The pod's network namespace, preferred over the pause process's `/proc` path.
+    /// The pod's network namespace, when crius pinned one: joined by its path.
     pub netns_path: Option<String>,
-    /// `linux.cgroupsPath`, already in the cgroup driver's form.
-    pub cgroups_path: String,
+    /// The pod's cgroup, under which the engine names the container's.
+    pub cgroup: engine::CgroupRequest,
     /// The pod's files on the host, bind-mounted at /etc/resolv.conf, /etc/hostname and
     /// /etc/hosts unless the config mounts something there itself.
     pub resolv_conf: Option<PathBuf>,
@@ -246,25 +236,8 @@ pub fn linux_resources(
     Ok(out)
 }
 
-fn proc_ns(pid: u32, kind: &str) -> String {
-    format!("/proc/{pid}/ns/{kind}")
-}
-
-/// A bind mount to add: from the config or a pod file.
-struct BindRequest {
-    destination: String,
-    source: String,
-    readonly: bool,
-    propagation: Propagation,
-    recursive_read_only: bool,
-    uid_mappings: Vec<IdMapping>,
-    gid_mappings: Vec<IdMapping>,
-}
-
-/// Mount entries: the defaults (minus any a bind mount replaces; all of /dev's when /dev
-/// itself is replaced), then the bind mounts, parents before children. Also the rootfs
-/// propagation the bind mounts need.
-fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<String>), SpecError> {
+/// The bind mounts: the config's, then the pod's files where the config mounts nothing.
+fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<Vec<engine::Mount>, SpecError> {
     let config = input.config;
     let security = &config.security;
     let mut binds = Vec::new();
@@ -281,15 +254,20 @@ fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<St
                 m.container_path
             )));
         }
-        binds.push(BindRequest {
+        binds.push(engine::Mount {
             destination: clean_path(&m.container_path),
             source: m.host_path.clone(),
             readonly: m.readonly,
-            propagation: m.propagation,
-            // Whether the engine can is checked before any work (`crate::features`).
+            propagation: match m.propagation {
+                crate::domain::Propagation::Private => engine::Propagation::Private,
+                crate::domain::Propagation::HostToContainer => engine::Propagation::HostToContainer,
+                crate::domain::Propagation::Bidirectional => engine::Propagation::Bidirectional,
+            },
+            // CRI: recursive_read_only needs readonly. Whether the engine can is checked
+            // before any work (`crate::features`).
             recursive_read_only: m.recursive_read_only,
-            uid_mappings: m.uid_mappings.clone(),
-            gid_mappings: m.gid_mappings.clone(),
+            uid_mappings: id_mappings(&m.uid_mappings),
+            gid_mappings: id_mappings(&m.gid_mappings),
         });
     }
 
@@ -315,124 +293,50 @@ fn build_mounts(input: &ContainerSpecInput<'_>) -> Result<(Vec<Mount>, Option<St
     }
     for (destination, source, readonly) in pod_files {
         if !binds.iter().any(|b| b.destination == destination) {
-            binds.push(BindRequest {
+            binds.push(engine::Mount {
                 destination: destination.to_string(),
                 source,
                 readonly,
-                propagation: Propagation::Private,
-                recursive_read_only: false,
-                uid_mappings: Vec::new(),
-                gid_mappings: Vec::new(),
+                ..Default::default()
             });
         }
     }
-    // Stable: mounts of equal depth keep the order they were asked in.
-    binds.sort_by_key(|b| depth(&b.destination));
-
-    let replaces_dev = binds.iter().any(|b| b.destination == "/dev");
-    let mut mounts: Vec<Mount> = default_mounts(security.privileged)
-        .into_iter()
-        .filter(|m| {
-            let destination = clean_path(&m.destination().display().to_string());
-            let replaced = binds.iter().any(|b| b.destination == destination);
-            let under_replaced_dev = replaces_dev && destination.starts_with("/dev/");
-            !replaced && !under_replaced_dev
-        })
-        .collect();
-
-    let mut rootfs_propagation: Option<String> = None;
-    for b in binds {
-        let propagation = match b.propagation {
-            Propagation::Private => "rprivate",
-            Propagation::HostToContainer => {
-                // A slave mount inside a private rootfs would not see host events.
-                if rootfs_propagation.as_deref() != Some("rshared") {
-                    rootfs_propagation = Some("rslave".to_string());
-                }
-                "rslave"
-            }
-            Propagation::Bidirectional => {
-                rootfs_propagation = Some("rshared".to_string());
-                "rshared"
-            }
-        };
-        let access = if b.readonly { "ro" } else { "rw" };
-        let mut options = vec![
-            "rbind".to_string(),
-            propagation.to_string(),
-            access.to_string(),
-        ];
-        // CRI: recursive_read_only needs readonly; `rro` makes the submounts read-only too.
-        if b.recursive_read_only {
-            options.push("rro".to_string());
-        }
-        let mut mount = bind(&b.source, &b.destination, options);
-        if !b.uid_mappings.is_empty() {
-            mount
-                .set_uid_mappings(Some(oci_id_mappings(&b.uid_mappings)?))
-                .set_gid_mappings(Some(oci_id_mappings(&b.gid_mappings)?));
-        }
-        mounts.push(mount);
-    }
-    Ok((mounts, rootfs_propagation))
+    Ok(binds)
 }
 
-fn oci_id_mappings(list: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+fn id_mappings(list: &[IdMapping]) -> Vec<engine::IdMapping> {
     list.iter()
-        .map(|m| crate::security::oci::id_mapping(m.container_id, m.host_id, m.length))
+        .map(|m| engine::IdMapping {
+            container_id: m.container_id,
+            host_id: m.host_id,
+            size: m.length,
+        })
         .collect()
 }
 
-fn linux_device(device: &HostDevice, container_path: &str) -> LinuxDevice {
-    let mut d = LinuxDevice::default();
-    d.set_path(PathBuf::from(container_path))
-        .set_typ(match device.kind {
-            DeviceKind::Char => LinuxDeviceType::C,
-            DeviceKind::Block => LinuxDeviceType::B,
-            DeviceKind::Fifo => LinuxDeviceType::P,
-        })
-        .set_major(device.major)
-        .set_minor(device.minor)
-        .set_file_mode(Some(device.file_mode))
-        .set_uid(Some(device.uid))
-        .set_gid(Some(device.gid));
-    d
+fn device(host: &HostDevice, container_path: &str, permissions: &str) -> engine::Device {
+    engine::Device {
+        container_path: container_path.to_string(),
+        host_path: host.path.display().to_string(),
+        kind: host.kind,
+        major: host.major,
+        minor: host.minor,
+        file_mode: host.file_mode,
+        uid: host.uid,
+        gid: host.gid,
+        permissions: permissions.to_string(),
+    }
 }
 
-fn allow_device(device: &HostDevice, access: &str) -> Option<LinuxDeviceCgroup> {
-    let typ = match device.kind {
-        DeviceKind::Char => LinuxDeviceType::C,
-        DeviceKind::Block => LinuxDeviceType::B,
-        // The device cgroup only governs character and block devices.
-        DeviceKind::Fifo => return None,
-    };
-    let mut rule = LinuxDeviceCgroup::default();
-    rule.set_allow(true)
-        .set_typ(Some(typ))
-        .set_major(Some(device.major))
-        .set_minor(Some(device.minor))
-        .set_access(Some(access.to_string()));
-    Some(rule)
-}
-
-/// Device nodes and device-cgroup rules. A privileged container gets every host device and
-/// access to all of them; otherwise everything is denied except runc's standard devices
-/// and those the config names.
-fn build_devices(
-    input: &ContainerSpecInput<'_>,
-) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
+/// The device nodes: every host device for a privileged container, then those the config
+/// names (a later one at the same path replaces an earlier one).
+fn build_devices(input: &ContainerSpecInput<'_>) -> Result<Vec<engine::Device>, SpecError> {
     let config = input.config;
-    let mut devices: Vec<LinuxDevice> = Vec::new();
-    let mut rules = vec![deny_all_devices()];
+    let mut devices = Vec::new();
     if config.security.privileged {
-        for device in input.host.devices.all()? {
-            devices.push(linux_device(&device, &device.path.display().to_string()));
+        for host in input.host.devices.all()? {
+            devices.push(device(&host, &host.path.display().to_string(), "rwm"));
         }
-        let mut allow_all = LinuxDeviceCgroup::default();
-        allow_all
-            .set_allow(true)
-            .set_access(Some("rwm".to_string()));
-        rules = vec![allow_all];
     }
     for requested in &config.devices {
         let permissions = if requested.permissions.is_empty() {
@@ -456,18 +360,12 @@ fn build_devices(
                 "device path {container_path:?} in the container must be absolute"
             )));
         }
-        let device = input.host.devices.lookup(&requested.host_path)?;
-        let node = linux_device(&device, container_path);
-        devices.retain(|d| d.path() != node.path());
-        devices.push(node);
-        if !config.security.privileged {
-            rules.extend(allow_device(&device, permissions));
-        }
+        let host = input.host.devices.lookup(&requested.host_path)?;
+        devices.push(device(&host, container_path, permissions));
     }
-    Ok((devices, rules))
+    Ok(devices)
 }
 
-/// Build an application container's spec.
 /// An image's config is outside input like a request: what it puts into the process must
 /// reach execve as C strings, so a NUL byte in it refuses the container here rather than
 /// failing inside runc after the work began.
@@ -488,7 +386,8 @@ fn check_image_config(image: &ImageConfig) -> Result<(), SpecError> {
     }
 }
 
-pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, SpecError> {
+/// What the container is to be, for the backend to render.
+pub fn container_request(input: &ContainerSpecInput<'_>) -> Result<CreateContainer, SpecError> {
     let config = input.config;
     let security = &config.security;
     let sandbox = input.sandbox;
@@ -556,11 +455,6 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
     )?;
     crate::security::validate_sysctls(&sandbox.sysctls, &sandbox.security.namespaces)?;
 
-    let mut oci_user = User::default();
-    oci_user
-        .set_uid(user.uid)
-        .set_gid(user.gid)
-        .set_additional_gids(Some(user.additional_gids));
     // The container's own label, else the pod's.
     let selinux_label = crate::security::selinux_label_for(
         security
@@ -569,41 +463,41 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
             .or(input.sandbox.security.selinux_label.as_ref()),
         input.host,
     );
-    let mut process = empty_process();
-    process
-        .set_terminal(Some(config.tty))
-        .set_user(oci_user)
-        .set_args(Some(args))
-        .set_env(Some(env))
-        .set_cwd(PathBuf::from(cwd))
-        .set_capabilities(Some(caps.to_oci()?))
-        .set_no_new_privileges(Some(security.no_new_privs))
-        .set_apparmor_profile(apparmor)
-        .set_selinux_label(selinux_label.clone())
-        .set_oom_score_adj(
-            config
-                .resources
-                .as_ref()
-                .map(|r| clamp_oom_score_adj(r.oom_score_adj, input.oom_score_adj_floor)),
-        );
+    let process = engine::ContainerProcess {
+        args,
+        env,
+        cwd: cwd.to_string(),
+        user: engine::ProcessUser {
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+        },
+        terminal: config.tty,
+        oom_score_adj: config
+            .resources
+            .as_ref()
+            .map(|r| clamp_oom_score_adj(r.oom_score_adj, input.oom_score_adj_floor)),
+    };
 
-    let namespaces = build_namespaces(input)?;
+    let mut namespaces = build_namespaces(input);
     let userns_options = security.namespaces.userns.as_ref().or(sandbox
         .security
         .namespaces
         .userns
         .as_ref());
     let id_mappings = userns::pod_user_namespace(userns_options)?;
-    let (mounts, rootfs_propagation) = build_mounts(input)?;
-    let (devices, device_rules) = build_devices(input)?;
-    let mut resources = match &config.resources {
+    if id_mappings.is_some() {
+        namespaces.user = engine::NamespaceMode::Sandbox;
+    }
+    let mounts = build_mounts(input)?;
+    let devices = build_devices(input)?;
+    let resources = match &config.resources {
         Some(r) => linux_resources(r, &host.cgroups)?,
         None => LinuxResources::default(),
     };
-    resources.set_devices(Some(device_rules));
 
-    let (masked, readonly) = if security.privileged {
-        (None, None)
+    let (masked_paths, readonly_paths) = if security.privileged {
+        (Vec::new(), Vec::new())
     } else {
         let or_default = |paths: &Vec<String>, defaults: &[&str]| {
             if paths.is_empty() {
@@ -613,112 +507,84 @@ pub fn build_container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec, Spec
             }
         };
         (
-            Some(or_default(&security.masked_paths, DEFAULT_MASKED_PATHS)),
-            Some(or_default(&security.readonly_paths, DEFAULT_READONLY_PATHS)),
+            or_default(&security.masked_paths, DEFAULT_MASKED_PATHS),
+            or_default(&security.readonly_paths, DEFAULT_READONLY_PATHS),
         )
     };
 
-    let mut linux = empty_linux();
-    linux.set_mount_label(selinux_label);
-    linux
-        .set_namespaces(Some(namespaces))
-        .set_resources(Some(resources))
-        .set_devices((!devices.is_empty()).then_some(devices))
-        .set_cgroups_path(
-            (!input.cgroups_path.is_empty()).then(|| input.cgroups_path.clone().into()),
-        )
-        .set_sysctl((!sandbox.sysctls.is_empty()).then(|| sysctl::to_oci(&sandbox.sysctls)))
-        .set_masked_paths(masked)
-        .set_readonly_paths(readonly)
-        .set_rootfs_propagation(rootfs_propagation)
-        .set_seccomp(seccomp);
-    if let Some(mappings) = id_mappings {
-        let mut ns = linux.namespaces().clone().unwrap_or_default();
-        ns.push(namespace(
-            LinuxNamespaceType::User,
-            Some(proc_ns(require_sandbox_pid(input)?, "user")),
-        ));
-        linux
-            .set_namespaces(Some(ns))
-            .set_uid_mappings(Some(mappings.uids))
-            .set_gid_mappings(Some(mappings.gids));
-    }
-
-    let mut spec = empty_spec();
-    if let Some(root) = spec.root_mut() {
-        root.set_readonly(Some(security.readonly_rootfs));
-    }
-    spec.set_process(Some(process))
-        .set_mounts(Some(mounts))
-        .set_annotations(Some(container_annotations(input)))
-        .set_linux(Some(linux));
-    Ok(spec)
+    Ok(CreateContainer {
+        id: input.id.to_string(),
+        sandbox_id: Some(input.sandbox_id.to_string()),
+        image_id: String::new(),
+        image_chain_id: String::new(),
+        image_name: config.image.clone(),
+        labels: HashMap::new(),
+        process,
+        namespaces,
+        id_mappings,
+        mounts,
+        devices,
+        resources,
+        security: engine::Security {
+            privileged: security.privileged,
+            readonly_rootfs: security.readonly_rootfs,
+            capabilities: caps.into(),
+            no_new_privileges: security.no_new_privs,
+            seccomp,
+            apparmor_profile: apparmor,
+            selinux_label,
+            masked_paths,
+            readonly_paths,
+        },
+        // The pod's hostname is the sandbox's UTS namespace's, which the container joins.
+        hostname: None,
+        sysctls: sysctl::normalized(&sandbox.sysctls),
+        cgroup: input.cgroup.clone(),
+        annotations: container_annotations(input),
+        // Set by the caller, which resolves the pod's handler.
+        runtime_handler: String::new(),
+    })
 }
 
-fn require_sandbox_pid(input: &ContainerSpecInput<'_>) -> Result<u32, SpecError> {
-    if input.sandbox_pid == 0 {
-        return Err(SpecError::FailedPrecondition(format!(
-            "pod sandbox {:?} has no running pause process to share namespaces with",
-            input.sandbox_id
-        )));
-    }
-    Ok(input.sandbox_pid)
-}
-
-/// Namespaces: the container joins the pause process's network, UTS and IPC namespaces
-/// (none at all where the pod uses the host's), and its PID namespace per the PID mode.
-fn build_namespaces(
-    input: &ContainerSpecInput<'_>,
-) -> Result<Vec<oci_spec::runtime::LinuxNamespace>, SpecError> {
+/// Namespaces: the container joins its pod's network (by the pinned path where crius made
+/// one), UTS and IPC namespaces (none at all where the pod uses the host's), and its PID
+/// namespace per the PID mode.
+fn build_namespaces(input: &ContainerSpecInput<'_>) -> engine::Namespaces {
+    use engine::NamespaceMode as Join;
     let options = &input.config.security.namespaces;
-    let mut ns = vec![namespace(LinuxNamespaceType::Mount, None)];
-    if options.network != NamespaceMode::Node {
-        let pid = require_sandbox_pid(input)?;
-        let net = input
-            .netns_path
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| proc_ns(pid, "net"));
-        ns.push(namespace(LinuxNamespaceType::Network, Some(net)));
-        ns.push(namespace(
-            LinuxNamespaceType::Uts,
-            Some(proc_ns(pid, "uts")),
-        ));
-    }
-    if options.ipc != NamespaceMode::Node {
-        ns.push(namespace(
-            LinuxNamespaceType::Ipc,
-            Some(proc_ns(require_sandbox_pid(input)?, "ipc")),
-        ));
-    }
-    match options.pid {
-        NamespaceMode::Pod => {
-            ns.push(namespace(
-                LinuxNamespaceType::Pid,
-                Some(proc_ns(require_sandbox_pid(input)?, "pid")),
-            ));
+    let pod_or_host = |mode: NamespaceMode| {
+        if mode == NamespaceMode::Node {
+            Join::Host
+        } else {
+            Join::Sandbox
         }
-        NamespaceMode::Container => ns.push(namespace(LinuxNamespaceType::Pid, None)),
-        NamespaceMode::Node => {}
-        NamespaceMode::Target => {
-            if input.target_pid == 0 {
-                return Err(SpecError::FailedPrecondition(format!(
-                    "target container {:?} of the PID namespace is not running",
-                    options.target_id
-                )));
-            }
-            ns.push(namespace(
-                LinuxNamespaceType::Pid,
-                Some(proc_ns(input.target_pid, "pid")),
-            ));
-        }
-    }
+    };
+    let network = match (options.network, input.netns_path.as_deref()) {
+        (NamespaceMode::Node, _) => Join::Host,
+        (_, Some(path)) if !path.is_empty() => Join::Path(PathBuf::from(path)),
+        _ => Join::Sandbox,
+    };
+    let pid = match options.pid {
+        NamespaceMode::Pod => Join::Sandbox,
+        NamespaceMode::Container => Join::Private,
+        NamespaceMode::Node => Join::Host,
+        NamespaceMode::Target => Join::Container(options.target_id.clone()),
+    };
     // With cgroup v2 a private cgroup namespace hides the host's hierarchy; on v1 it would
     // break tools that expect the host's paths, and privileged containers see the host's.
-    if input.host.cgroups.unified && !input.config.security.privileged {
-        ns.push(namespace(LinuxNamespaceType::Cgroup, None));
+    let cgroup = if input.host.cgroups.unified && !input.config.security.privileged {
+        Join::Private
+    } else {
+        Join::Host
+    };
+    engine::Namespaces {
+        network,
+        uts: pod_or_host(options.network),
+        ipc: pod_or_host(options.ipc),
+        pid,
+        user: Join::Host,
+        cgroup,
     }
-    Ok(ns)
 }
 
 fn container_annotations(input: &ContainerSpecInput<'_>) -> HashMap<String, String> {
@@ -765,17 +631,40 @@ pub fn exec_process(
     Ok(process)
 }
 
+/// The spec containerd's backend renders from `request`, with the init processes of the
+/// containers it joins given; render errors as the spec builder's.
+#[cfg(test)]
+pub(crate) fn rendered(
+    request: &CreateContainer,
+    pids: &[(&str, u32)],
+) -> Result<oci_spec::runtime::Spec, SpecError> {
+    use runtime_backends::BackendError;
+    let convert = |e: BackendError| match e {
+        BackendError::FailedPrecondition(m) => SpecError::FailedPrecondition(m),
+        BackendError::InvalidArgument(m) => SpecError::InvalidArgument(m),
+        other => panic!("rendering failed with an untyped error: {other}"),
+    };
+    let names = runtime_backends::cgroup::names(&request.cgroup, &request.id).map_err(convert)?;
+    let pids = pids
+        .iter()
+        .map(|(id, pid)| (id.to_string(), *pid))
+        .collect();
+    runtime_backends::oci::render::spec(request, &names.runtime, &pids).map_err(convert)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
 
-    use oci_spec::runtime::{LinuxNamespace, LinuxSeccompAction};
+    use oci_spec::runtime::{
+        LinuxDeviceType, LinuxNamespace, LinuxNamespaceType, LinuxSeccompAction, Mount, Spec,
+    };
 
     use super::*;
     use crate::domain::{
         Capabilities, ContainerMetadata, Device, IdMapping, Mount as CriMount, PodMetadata,
-        SecurityProfile, SupplementalGroupsPolicy, UserNamespace,
+        Propagation, SecurityProfile, SupplementalGroupsPolicy, UserNamespace,
     };
     use crate::security::{test_host, AppArmorHost};
 
@@ -832,16 +721,17 @@ mod tests {
         }
 
         fn build(&self) -> Result<Spec, SpecError> {
-            build_container_spec(&ContainerSpecInput {
+            let request = container_request(&ContainerSpecInput {
                 id: "c1",
                 config: &self.config,
                 image: &self.image,
                 sandbox: &self.sandbox,
                 sandbox_id: "sb1",
-                sandbox_pid: 4242,
-                target_pid: self.target_pid,
                 netns_path: self.netns_path.clone(),
-                cgroups_path: "/kubepods/podUID/c1".to_string(),
+                cgroup: runtime_backends::CgroupRequest {
+                    parent: "/kubepods/podUID".to_string(),
+                    systemd: false,
+                },
                 resolv_conf: Some(PathBuf::from("/var/lib/crius/sandboxes/sb1/resolv.conf")),
                 hostname: Some(PathBuf::from("/var/lib/crius/sandboxes/sb1/hostname")),
                 hosts: Some(PathBuf::from("/var/lib/crius/sandboxes/sb1/hosts")),
@@ -850,7 +740,9 @@ mod tests {
                 group: Some(GROUP.to_string()),
                 oom_score_adj_floor: self.floor,
                 host: &self.host,
-            })
+            })?;
+            let target = &self.config.security.namespaces.target_id;
+            rendered(&request, &[("sb1", 4242), (target, self.target_pid)])
         }
     }
 

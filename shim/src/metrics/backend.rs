@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use runtime_backends::{
-    oci_spec_types, Backend, BackendEvent, ContainerRecord, CreateContainer, EngineVersion, ExecIo,
-    ExecRequest, FsUsage, FsWalk, ImageBundle, ImageRecord, ProcessId, PullImage, Result, TaskExit,
-    TaskIo, TaskStarted, TaskState, TaskStdio,
+    oci_spec_types, Backend, BackendEvent, BoxedWriter, ContainerRecord, CreateContainer,
+    CreatedContainer, EngineVersion, ExecIo, ExecRequest, FsUsage, FsWalk, ImageBundle,
+    ImageRecord, ProcessId, PullImage, Result, TaskExit, TaskIo, TaskStarted, TaskState, TaskStdio,
 };
 use tokio::sync::mpsc;
 
@@ -53,6 +53,9 @@ timed_calls! {
     Exec => "exec",
     KillExec => "kill_exec",
     DeleteExec => "delete_exec",
+    Resize => "resize",
+    CloseStdin => "close_stdin",
+    AttachStdin => "attach_stdin",
 }
 
 static CALLS: [Operation; NAMES.len()] = [const { Operation::new() }; NAMES.len()];
@@ -134,7 +137,7 @@ impl Backend for TimedBackend {
         timed(Call::ImageFsUsage, self.inner.image_fs_usage(walk)).await
     }
 
-    async fn create_container(&self, request: CreateContainer) -> Result<()> {
+    async fn create_container(&self, request: CreateContainer) -> Result<CreatedContainer> {
         timed(Call::CreateContainer, self.inner.create_container(request)).await
     }
 
@@ -198,6 +201,18 @@ impl Backend for TimedBackend {
         timed(Call::DeleteExec, self.inner.delete_exec(id, exec_id)).await
     }
 
+    async fn resize(&self, id: &str, process: &ProcessId, width: u32, height: u32) -> Result<()> {
+        timed(Call::Resize, self.inner.resize(id, process, width, height)).await
+    }
+
+    async fn close_stdin(&self, id: &str, process: &ProcessId) -> Result<()> {
+        timed(Call::CloseStdin, self.inner.close_stdin(id, process)).await
+    }
+
+    async fn attach_stdin(&self, id: &str, io_dir: &std::path::Path) -> Result<BoxedWriter> {
+        timed(Call::AttachStdin, self.inner.attach_stdin(id, io_dir)).await
+    }
+
     fn subscribe(&self) -> mpsc::Receiver<BackendEvent> {
         self.inner.subscribe()
     }
@@ -214,7 +229,7 @@ mod tests {
 
     #[test]
     fn every_timed_call_has_a_name() {
-        assert_eq!(NAMES.len(), Call::DeleteExec as usize + 1);
+        assert_eq!(NAMES.len(), Call::AttachStdin as usize + 1);
         assert_eq!(NAMES[Call::TaskState as usize], "task_state");
     }
 

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use runtime_backends::{CreateContainer, ProcessId, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID};
+use runtime_backends::{
+    CgroupRequest, CreateContainer, ProcessId, TaskStdio, LABEL_KIND, LABEL_SANDBOX_ID,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::cgroups::CgroupDriver;
@@ -27,18 +29,43 @@ pub struct SandboxRecord {
     pub status: SandboxStatus,
 }
 
-/// Runtime handlers crius runs pods with. `""` is the default (runc).
-pub const RUNTIME_HANDLERS: [&str; 2] = ["", "runc"];
-
-/// Refuse a runtime handler crius does not run (`what` names the field, for the message).
-/// The handlers share one image store, so an image spec may name any of them.
-pub fn check_runtime_handler(handler: &str, what: impl std::fmt::Display) -> Result<()> {
-    if RUNTIME_HANDLERS.contains(&handler) {
-        return Ok(());
+/// The handler a request names: `""` is `default`; one `known` does not hold is refused
+/// with `InvalidArgument` (`what` names the field, for the message). The handlers share one
+/// image store, so an image spec may name any of them.
+pub fn resolve_handler<'a>(
+    known: &'a std::collections::BTreeMap<String, crate::config::RuntimeConfig>,
+    default: &'a str,
+    requested: &'a str,
+    what: impl std::fmt::Display,
+) -> Result<&'a str> {
+    let name = if requested.is_empty() {
+        default
+    } else {
+        requested
+    };
+    if known.contains_key(name) {
+        return Ok(name);
     }
     Err(Error::InvalidArgument(format!(
-        "{what}: runtime handler {handler:?} is not configured (crius runs \"\" and \"runc\")"
+        "{what}: runtime handler {requested:?} is not configured (crius runs \"\" = {default:?}{})",
+        known.keys().map(|k| format!(", {k:?}")).collect::<String>()
     )))
+}
+
+impl Crius {
+    /// The configured handler `requested` means (see [`resolve_handler`]).
+    pub fn runtime_handler<'a>(
+        &'a self,
+        requested: &'a str,
+        what: impl std::fmt::Display,
+    ) -> Result<&'a str> {
+        resolve_handler(
+            &self.config.runtimes,
+            &self.config.default_runtime,
+            requested,
+            what,
+        )
+    }
 }
 
 pub fn reserved_name(config: &SandboxConfig) -> String {
@@ -69,9 +96,8 @@ impl Crius {
 
     /// RunPodSandbox. The work runs detached from the caller (decision 5).
     pub async fn run_sandbox(self: &Arc<Self>, config: SandboxConfig) -> Result<String> {
-        check_runtime_handler(&config.runtime_handler, "RunPodSandbox")?;
-        self.engine(&config.runtime_handler)
-            .check_sandbox(&config)?;
+        let handler = self.runtime_handler(&config.runtime_handler, "RunPodSandbox")?;
+        self.engine(handler).check_sandbox(&config)?;
         crate::security::validate_sysctls(&config.sysctls, &config.security.namespaces)?;
         let name = reserved_name(&config);
         let crius = self.clone();
@@ -166,13 +192,13 @@ impl Crius {
             Some(netns)
         };
 
-        let cgroups_path = self
-            .cgroups
-            .container_cgroups_path(&config.cgroup_parent, id)?;
-        let spec = spec::build_sandbox_spec(&spec::SandboxSpecInput {
+        let request = spec::sandbox_request(&spec::SandboxSpecInput {
             id,
             config: &config,
-            cgroups_path: cgroups_path.clone(),
+            cgroup: CgroupRequest {
+                parent: self.cgroups.sandbox_parent(&config.cgroup_parent)?,
+                systemd: self.cgroups.is_systemd(),
+            },
             pause_args: image_command(&image.config),
             netns_path: netns.as_ref().map(|p| p.display().to_string()),
             oom_score_adj_floor: self.oom_score_adj_floor,
@@ -181,25 +207,25 @@ impl Crius {
         let mut labels = HashMap::new();
         labels.insert(LABEL_KIND.to_string(), "sandbox".to_string());
         labels.insert(LABEL_SANDBOX_ID.to_string(), id.to_string());
+        let request = CreateContainer {
+            image_id: image.id.clone(),
+            image_chain_id: image.chain_id.clone(),
+            image_name: self.pause_image.clone(),
+            labels,
+            runtime_handler: self
+                .runtime_handler(&config.runtime_handler, "RunPodSandbox")?
+                .to_string(),
+            ..request
+        };
         cleanup.push_engine_container("pause container", self.backend.clone(), id);
         let pause = async {
-            self.backend
-                .create_container(CreateContainer {
-                    id: id.to_string(),
-                    image_id: image.id.clone(),
-                    image_chain_id: image.chain_id.clone(),
-                    image_name: self.pause_image.clone(),
-                    spec,
-                    labels,
-                    systemd_cgroup: self.cgroups.is_systemd(),
-                })
-                .await?;
+            let created = self.backend.create_container(request).await?;
             failpoint::hit("sandbox.pause")?;
-            let started: Result<_> = Ok(self
+            let started = self
                 .backend
                 .start_task(id, &state.join("io"), TaskStdio::default())
-                .await?);
-            started
+                .await?;
+            Ok::<_, Error>((created, started))
         };
         let attach = async {
             match &netns {
@@ -215,13 +241,13 @@ impl Crius {
         let mut pod_network = match attached {
             Ok(network) => network,
             Err(e) => {
-                if let Ok(started) = started {
+                if let Ok((_, started)) = started {
                     drain(started.io);
                 }
                 return Err(e);
             }
         };
-        let started = started?;
+        let (created, started) = started?;
         drain(started.io);
         if network_after_start {
             self.undo_network(id, cleanup);
@@ -239,7 +265,7 @@ impl Crius {
             additional_ips: pod_network.ips.iter().skip(1).cloned().collect(),
             pause_image: self.pause_image.clone(),
             files_dir: root.display().to_string(),
-            cgroups_path,
+            cgroups_path: created.cgroup_path,
         };
         let sandbox = Arc::new(Sandbox::new(
             meta,

@@ -1,18 +1,17 @@
-//! The OCI spec of a pod's pause container, which owns the pod's namespaces (DESIGN.md
-//! decision 6). A pure function of the pod config and the node's facilities.
+//! What a pod's sandbox container (the pause process, which owns the pod's namespaces:
+//! DESIGN.md decision 6) is to be, for the backend to render. A pure function of the pod
+//! config and the node's facilities.
 
 use std::collections::HashMap;
 
-use oci_spec::runtime::{
-    LinuxCpu, LinuxDeviceCgroup, LinuxNamespaceType, LinuxResources, Spec, User,
-};
+use oci_spec::runtime::{LinuxCpu, LinuxResources};
+use runtime_backends::{self as engine, CreateContainer};
 
 use crate::domain::{NamespaceMode, SandboxConfig, SupplementalGroupsPolicy};
 use crate::security::caps::default_capabilities;
-use crate::security::oci::{empty_linux, empty_process, empty_spec, namespace};
 use crate::security::user::{resolve_user, UserRequest};
 use crate::security::{
-    apparmor_for, clamp_oom_score_adj, mounts, seccomp_for, sysctl, userns, HostSecurity,
+    apparmor_for, clamp_oom_score_adj, seccomp_for, sysctl, userns, HostSecurity,
     DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };
 
@@ -48,13 +47,13 @@ const SANDBOX_OOM_SCORE_ADJ: i64 = -998;
 /// CPU shares of the pause container: the minimum the kernel accepts; it only sleeps.
 const SANDBOX_CPU_SHARES: u64 = 2;
 
-/// What the pause container's spec is built from.
+/// What the pause container's intent is built from.
 #[derive(Debug, Clone)]
 pub struct SandboxSpecInput<'a> {
     pub id: &'a str,
     pub config: &'a SandboxConfig,
-    /// `linux.cgroupsPath`, already in the cgroup driver's form.
-    pub cgroups_path: String,
+    /// The pod's cgroup, under which the engine names the pause container's.
+    pub cgroup: engine::CgroupRequest,
     /// The pause program and its arguments (image entrypoint + cmd).
     pub pause_args: Vec<String>,
     /// A network namespace to join (one crius created and gave to CNI). `None` with a
@@ -65,15 +64,9 @@ pub struct SandboxSpecInput<'a> {
     pub host: &'a HostSecurity,
 }
 
-/// A deny-all device rule: runc then allows only its standard devices (null, zero, tty, …).
-pub(crate) fn deny_all_devices() -> LinuxDeviceCgroup {
-    let mut rule = LinuxDeviceCgroup::default();
-    rule.set_allow(false).set_access(Some("rwm".to_string()));
-    rule
-}
-
-/// Build the pause container's spec.
-pub fn build_sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec, SpecError> {
+/// What the pause container is to be.
+pub fn sandbox_request(input: &SandboxSpecInput<'_>) -> Result<CreateContainer, SpecError> {
+    use engine::NamespaceMode as Join;
     let config = input.config;
     let security = &config.security;
     let namespaces = &security.namespaces;
@@ -120,94 +113,92 @@ pub fn build_sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec, SpecErro
         None => None,
     };
     let id_mappings = userns::pod_user_namespace(namespaces.userns.as_ref())?;
-
     let selinux_label =
         crate::security::selinux_label_for(security.selinux_label.as_ref(), input.host);
-    let mut process = empty_process();
-    let mut oci_user = User::default();
-    oci_user
-        .set_uid(user.uid)
-        .set_gid(user.gid)
-        .set_additional_gids(Some(user.additional_gids));
-    process
-        .set_user(oci_user)
-        .set_args(Some(input.pause_args.clone()))
-        .set_env(Some(vec![DEFAULT_PATH_ENV.to_string()]))
-        .set_capabilities(Some(caps.to_oci()?))
-        .set_no_new_privileges(Some(true))
-        .set_apparmor_profile(apparmor)
-        .set_selinux_label(selinux_label.clone())
-        .set_oom_score_adj(Some(clamp_oom_score_adj(
-            SANDBOX_OOM_SCORE_ADJ,
-            input.oom_score_adj_floor,
-        )));
 
     let host_network = namespaces.network == NamespaceMode::Node;
-    let mut ns = vec![namespace(LinuxNamespaceType::Mount, None)];
-    if !host_network {
-        ns.push(namespace(
-            LinuxNamespaceType::Network,
-            input.netns_path.clone(),
-        ));
+    let own_or_host = |mode: NamespaceMode| {
+        if mode == NamespaceMode::Node {
+            Join::Host
+        } else {
+            Join::Private
+        }
+    };
+    let network = match (host_network, &input.netns_path) {
+        (true, _) => Join::Host,
+        (false, Some(path)) => Join::Path(path.into()),
+        (false, None) => Join::Private,
+    };
+    let namespaces = engine::Namespaces {
+        network,
         // A host-network pod shares the host's UTS namespace: hostname stays the node's.
-        ns.push(namespace(LinuxNamespaceType::Uts, None));
-    }
-    if namespaces.ipc != NamespaceMode::Node {
-        ns.push(namespace(LinuxNamespaceType::Ipc, None));
-    }
-    // POD, CONTAINER and TARGET all give the pause process a PID namespace of its own; for
-    // POD the pod's containers join it, otherwise it is the pause process's alone.
-    if namespaces.pid != NamespaceMode::Node {
-        ns.push(namespace(LinuxNamespaceType::Pid, None));
-    }
-    if id_mappings.is_some() {
-        ns.push(namespace(LinuxNamespaceType::User, None));
-    }
+        uts: own_or_host(namespaces.network),
+        ipc: own_or_host(namespaces.ipc),
+        // POD, CONTAINER and TARGET all give the pause process a PID namespace of its own;
+        // for POD the pod's containers join it, otherwise it is the pause process's alone.
+        pid: own_or_host(namespaces.pid),
+        user: if id_mappings.is_some() {
+            Join::Private
+        } else {
+            Join::Host
+        },
+        cgroup: Join::Host,
+    };
 
     let mut cpu = LinuxCpu::default();
     cpu.set_shares(Some(SANDBOX_CPU_SHARES));
     let mut resources = LinuxResources::default();
-    resources
-        .set_devices(Some(vec![deny_all_devices()]))
-        .set_cpu(Some(cpu));
+    resources.set_cpu(Some(cpu));
 
-    let mut linux = empty_linux();
-    linux.set_mount_label(selinux_label);
-    linux
-        .set_namespaces(Some(ns))
-        .set_resources(Some(resources))
-        .set_cgroups_path(
-            (!input.cgroups_path.is_empty()).then(|| input.cgroups_path.clone().into()),
-        )
-        .set_sysctl((!config.sysctls.is_empty()).then(|| sysctl::to_oci(&config.sysctls)))
-        .set_masked_paths(Some(
-            DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
-        ))
-        .set_readonly_paths(Some(
-            DEFAULT_READONLY_PATHS
+    Ok(CreateContainer {
+        id: input.id.to_string(),
+        sandbox_id: None,
+        image_id: String::new(),
+        image_chain_id: String::new(),
+        image_name: String::new(),
+        labels: HashMap::new(),
+        process: engine::ContainerProcess {
+            args: input.pause_args.clone(),
+            env: vec![DEFAULT_PATH_ENV.to_string()],
+            cwd: "/".to_string(),
+            user: engine::ProcessUser {
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
+            },
+            terminal: false,
+            oom_score_adj: Some(clamp_oom_score_adj(
+                SANDBOX_OOM_SCORE_ADJ,
+                input.oom_score_adj_floor,
+            )),
+        },
+        namespaces,
+        id_mappings,
+        mounts: Vec::new(),
+        devices: Vec::new(),
+        resources,
+        security: engine::Security {
+            // The pause process needs no privilege, whatever the pod's containers get.
+            privileged: false,
+            readonly_rootfs: true,
+            capabilities: caps.into(),
+            no_new_privileges: true,
+            seccomp,
+            apparmor_profile: apparmor,
+            selinux_label,
+            masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
-        ))
-        .set_seccomp(seccomp);
-    if let Some(mappings) = id_mappings {
-        linux
-            .set_uid_mappings(Some(mappings.uids))
-            .set_gid_mappings(Some(mappings.gids));
-    }
-
-    let mut spec = empty_spec();
-    if let Some(root) = spec.root_mut() {
-        root.set_readonly(Some(true));
-    }
-    spec.set_process(Some(process))
-        .set_hostname(
-            (!host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
-        )
-        .set_mounts(Some(mounts::default_mounts(false)))
-        .set_annotations(Some(sandbox_annotations(input.id, config)))
-        .set_linux(Some(linux));
-    Ok(spec)
+        },
+        hostname: (!host_network && !config.hostname.is_empty()).then(|| config.hostname.clone()),
+        sysctls: sysctl::normalized(&config.sysctls),
+        cgroup: input.cgroup.clone(),
+        annotations: sandbox_annotations(input.id, config),
+        // Set by the caller, which resolves the pod's handler.
+        runtime_handler: String::new(),
+    })
 }
 
 fn sandbox_annotations(id: &str, config: &SandboxConfig) -> HashMap<String, String> {
@@ -260,9 +251,10 @@ fn sandbox_annotations(id: &str, config: &SandboxConfig) -> HashMap<String, Stri
 mod tests {
     use std::path::Path;
 
-    use oci_spec::runtime::{LinuxNamespace, LinuxSeccompAction};
+    use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxSeccompAction, Spec};
 
     use super::*;
+    use crate::container::spec::rendered;
     use crate::domain::{IdMapping, PodMetadata, Resources, SecurityProfile, UserNamespace};
     use crate::security::{test_host, AppArmorHost};
 
@@ -285,15 +277,23 @@ mod tests {
         netns: Option<&str>,
         host: &HostSecurity,
     ) -> Result<Spec, SpecError> {
-        build_sandbox_spec(&SandboxSpecInput {
+        let request = sandbox_request(&SandboxSpecInput {
             id: "sb1",
             config,
-            cgroups_path: "/kubepods/podUID/sb1".to_string(),
+            cgroup: pod_cgroup(),
             pause_args: vec!["/pause".to_string()],
             netns_path: netns.map(str::to_string),
             oom_score_adj_floor: 0,
             host,
-        })
+        })?;
+        rendered(&request, &[])
+    }
+
+    fn pod_cgroup() -> engine::CgroupRequest {
+        engine::CgroupRequest {
+            parent: "/kubepods/podUID".to_string(),
+            systemd: false,
+        }
     }
 
     fn namespaces(spec: &Spec) -> Vec<LinuxNamespace> {
@@ -430,21 +430,21 @@ mod tests {
     #[test]
     fn oom_score_adj_is_clamped_to_the_floor() {
         let config = pod();
+        let host = test_host();
         let mut input = SandboxSpecInput {
             id: "sb1",
             config: &config,
-            cgroups_path: String::new(),
+            cgroup: pod_cgroup(),
             pause_args: vec!["/pause".to_string()],
             netns_path: None,
             oom_score_adj_floor: -999,
-            host: &test_host(),
+            host: &host,
         };
-        let spec = build_sandbox_spec(&input).unwrap();
-        assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), Some(-998));
-        assert!(spec.linux().as_ref().unwrap().cgroups_path().is_none());
+        let request = sandbox_request(&input).unwrap();
+        assert_eq!(request.process.oom_score_adj, Some(-998));
         input.oom_score_adj_floor = 3;
-        let spec = build_sandbox_spec(&input).unwrap();
-        assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), Some(3));
+        let request = sandbox_request(&input).unwrap();
+        assert_eq!(request.process.oom_score_adj, Some(3));
     }
 
     #[test]
@@ -580,14 +580,14 @@ mod tests {
         let input = SandboxSpecInput {
             id: "sb1",
             config: &config,
-            cgroups_path: String::new(),
+            cgroup: pod_cgroup(),
             pause_args: Vec::new(),
             netns_path: None,
             oom_score_adj_floor: 0,
             host: &test_host(),
         };
         assert!(matches!(
-            build_sandbox_spec(&input),
+            sandbox_request(&input),
             Err(SpecError::InvalidArgument(_))
         ));
     }

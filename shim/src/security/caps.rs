@@ -9,8 +9,6 @@
 
 use std::collections::BTreeSet;
 
-use oci_spec::runtime::{Capabilities as OciCapabilities, Capability, LinuxCapabilities};
-
 use super::SpecError;
 use crate::domain::Capabilities;
 
@@ -108,7 +106,7 @@ pub fn from_mask(mask: u64) -> Vec<String> {
         .collect()
 }
 
-/// The capabilities of one process, as they go into the OCI spec.
+/// The capabilities of one process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessCapabilities {
     /// Bounding, permitted and effective sets (always equal for container processes).
@@ -123,27 +121,15 @@ impl ProcessCapabilities {
     pub fn granted_names(&self) -> Vec<String> {
         self.granted.iter().cloned().collect()
     }
+}
 
-    pub fn to_oci(&self) -> Result<LinuxCapabilities, SpecError> {
-        let granted = to_oci_set(&self.granted)?;
-        let ambient = to_oci_set(&self.ambient)?;
-        let mut caps = LinuxCapabilities::default();
-        caps.set_bounding(Some(granted.clone()))
-            .set_effective(Some(granted.clone()))
-            .set_permitted(Some(granted))
-            .set_inheritable(Some(ambient.clone()))
-            .set_ambient(Some(ambient));
-        Ok(caps)
+impl From<ProcessCapabilities> for runtime_backends::Capabilities {
+    fn from(caps: ProcessCapabilities) -> Self {
+        Self {
+            granted: caps.granted,
+            ambient: caps.ambient,
+        }
     }
-}
-
-fn to_oci_set(names: &BTreeSet<String>) -> Result<OciCapabilities, SpecError> {
-    names.iter().map(|name| to_oci(name)).collect()
-}
-
-fn to_oci(name: &str) -> Result<Capability, SpecError> {
-    serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| SpecError::InvalidArgument(format!("unknown capability {name:?}")))
 }
 
 fn host_set(host_bounding: &[String]) -> BTreeSet<String> {
@@ -270,10 +256,28 @@ mod tests {
     }
 
     #[test]
-    fn every_known_capability_converts_to_the_oci_type() {
-        for name in ALL_CAPABILITIES {
-            assert!(to_oci(name).is_ok(), "{name}");
-        }
+    fn every_known_capability_is_one_the_engine_renders() {
+        let all = runtime_backends::Capabilities {
+            granted: ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            ambient: BTreeSet::new(),
+        };
+        let config = crate::domain::SandboxConfig::default();
+        let host = crate::security::test_host();
+        let mut request =
+            crate::sandbox::spec::sandbox_request(&crate::sandbox::spec::SandboxSpecInput {
+                id: "sb1",
+                config: &config,
+                cgroup: runtime_backends::CgroupRequest::default(),
+                pause_args: vec!["/pause".to_string()],
+                netns_path: None,
+                oom_score_adj_floor: 0,
+                host: &host,
+            })
+            .unwrap();
+        request.security.capabilities = all;
+        let process = runtime_backends::oci::render::process(&request).unwrap();
+        let bounding = process.capabilities().as_ref().unwrap().bounding().clone();
+        assert_eq!(bounding.map(|b| b.len()), Some(ALL_CAPABILITIES.len()));
     }
 
     #[test]
@@ -388,9 +392,7 @@ mod tests {
         let result =
             container_capabilities(&requested, false, &host_without_sys_resource()).unwrap();
         assert_eq!(result.ambient, set(&["CAP_NET_ADMIN"]));
-        let oci = result.to_oci().unwrap();
-        assert_eq!(oci.inheritable().as_ref().map(|s| s.len()), Some(1));
-        assert_eq!(oci.bounding().as_ref().map(|s| s.len()), Some(15));
+        assert_eq!(result.granted.len(), 15);
 
         let mut not_granted = caps(&[], &[]);
         not_granted.add_ambient = vec!["SYS_ADMIN".to_string()];

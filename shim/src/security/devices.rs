@@ -10,12 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::SpecError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    Char,
-    Block,
-    Fifo,
-}
+pub use runtime_backends::DeviceKind;
 
 /// A device node on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What crius enforces on a container (DESIGN.md decision 9): capabilities, seccomp, AppArmor,
 //! run-as user and groups, user namespaces, sysctls, masked and read-only paths, devices.
 //!
-//! Every choice here either lands in the OCI spec or fails the create with a message that
+//! Every choice here either lands in the container's intent or fails the create with a message that
 //! names what could not be honoured; nothing a pod asked for is dropped quietly. The node's
 //! limits (its capability bounding set, whether AppArmor and seccomp exist, which cgroup
 //! controllers are there) are read once through injectable roots in [`HostSecurity::detect`],
@@ -11,8 +11,6 @@ pub mod apparmor;
 pub mod caps;
 pub mod devices;
 mod host;
-pub mod mounts;
-pub(crate) mod oci;
 pub mod seccomp;
 pub mod sysctl;
 pub mod user;
@@ -27,7 +25,7 @@ pub use host::{HostCgroupFeatures, HostSecurity};
 pub use seccomp::{default_profile, seccomp_for};
 pub use sysctl::validate_sysctls;
 
-/// Why a spec could not be built. Each variant maps to the gRPC code of the same name.
+/// Why a container's intent could not be built. Each variant maps to the gRPC code of the same name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     #[error("{0}")]

@@ -64,8 +64,8 @@ pub fn validate_sysctls(
     Ok(())
 }
 
-/// The sysctls as they go into the OCI spec (dot form).
-pub fn to_oci(sysctls: &BTreeMap<String, String>) -> std::collections::HashMap<String, String> {
+/// The sysctls in dot form, as the engine is given them.
+pub fn normalized(sysctls: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     sysctls
         .iter()
         .map(|(k, v)| (normalize_sysctl_name(k), v.clone()))
@@ -145,9 +145,9 @@ mod tests {
             normalize_sysctl_name("net.ipv4.ip_forward"),
             "net.ipv4.ip_forward"
         );
-        let oci = to_oci(&sysctls(&[("kernel/shm_rmid_forced", "1")]));
+        let normalized = normalized(&sysctls(&[("kernel/shm_rmid_forced", "1")]));
         assert_eq!(
-            oci.get("kernel.shm_rmid_forced").map(String::as_str),
+            normalized.get("kernel.shm_rmid_forced").map(String::as_str),
             Some("1")
         );
     }

@@ -1,20 +1,12 @@
 //! User namespaces (CRI `userns_options`): a pod-wide namespace in which root maps to an
 //! unprivileged host range.
 
-use oci_spec::runtime::LinuxIdMapping;
+use runtime_backends::{IdMapping as EngineMapping, IdMappings};
 
-use super::oci::id_mapping;
 use super::SpecError;
 use crate::domain::{IdMapping, NamespaceMode, UserNamespace};
 
-/// The uid and gid maps of a pod's user namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdMappings {
-    pub uids: Vec<LinuxIdMapping>,
-    pub gids: Vec<LinuxIdMapping>,
-}
-
-fn convert(kind: &str, mappings: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+fn convert(kind: &str, mappings: &[IdMapping]) -> Result<Vec<EngineMapping>, SpecError> {
     if mappings.is_empty() {
         return Err(SpecError::InvalidArgument(format!(
             "user namespace mode POD needs at least one {kind} mapping"
@@ -29,7 +21,11 @@ fn convert(kind: &str, mappings: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, Sp
                     m.container_id, m.host_id
                 )));
             }
-            id_mapping(m.container_id, m.host_id, m.length)
+            Ok(EngineMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                size: m.length,
+            })
         })
         .collect()
 }
@@ -74,7 +70,14 @@ mod tests {
         let mappings = pod_user_namespace(Some(&userns(NamespaceMode::Pod, 65536)))
             .unwrap()
             .unwrap();
-        assert_eq!(mappings.uids, vec![id_mapping(0, 65536, 65536).unwrap()]);
+        assert_eq!(
+            mappings.uids,
+            vec![EngineMapping {
+                container_id: 0,
+                host_id: 65536,
+                size: 65536
+            }]
+        );
         assert_eq!(mappings.gids.len(), 1);
     }
 

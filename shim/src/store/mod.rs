@@ -220,7 +220,21 @@ pub struct SandboxMeta {
     pub pause_image: String,
     /// Host directory of the pod's resolv.conf, hostname, hosts and shm.
     pub files_dir: String,
+    /// The pause container's cgroup relative to the cgroup filesystem's root, as the
+    /// backend reported it.
+    #[serde(deserialize_with = "legacy_cgroup")]
     pub cgroups_path: String,
+}
+
+/// Records from before crius kept filesystem paths may hold runc's systemd form.
+fn legacy_cgroup<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let recorded = String::deserialize(d)?;
+    Ok(runtime_backends::cgroup::filesystem_path(&recorded))
+}
+
+fn legacy_cgroup_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let recorded = Option::<String>::deserialize(d)?;
+    Ok(recorded.map(|r| runtime_backends::cgroup::filesystem_path(&r)))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,7 +307,9 @@ pub struct ContainerMeta {
     /// disk only (`CONTAINER_SPECS` records) for verbose ContainerStatus, so a full node's
     /// store stays small.
     pub process: oci_spec::runtime::Process,
-    /// The cgroup path runc was given (stats read the container's cgroup through it).
+    /// The container's cgroup relative to the cgroup filesystem's root, as the backend
+    /// reported it (stats and OOM detection read it there).
+    #[serde(default, deserialize_with = "legacy_cgroup_opt")]
     pub cgroups_path: Option<String>,
     /// Stop signal from the config or the image, resolved to a number.
     pub stop_signal: i32,
@@ -337,6 +353,11 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// The log writer, while crius copies the container's output.
     pub log: Mutex<Option<Arc<crate::logs::LogFile>>>,
+    /// Its output for attached clients, while crius copies it.
+    pub tap: Mutex<Option<Arc<crate::logs::OutputTap>>>,
+    /// Its CRI status as PodSandboxStatus sends it (a whole `containers_statuses` field),
+    /// kept with the status it was encoded from until that changes.
+    pub status_field: Mutex<Option<(Arc<ContainerStatus>, Bytes)>>,
     /// The container as ListContainers sends it, encoded at its first listing (all of it is
     /// fixed at creation but its state, which is sent apart).
     pub listed: std::sync::OnceLock<cri_api::v1::EncodedContainer>,
@@ -349,11 +370,30 @@ impl Container {
             status: ArcSwap::from_pointee(status),
             op: tokio::sync::Mutex::new(()),
             log: Mutex::new(None),
+            tap: Mutex::new(None),
+            status_field: Mutex::new(None),
             listed: std::sync::OnceLock::new(),
         }
     }
     pub fn status(&self) -> Arc<ContainerStatus> {
         self.status.load_full()
+    }
+
+    /// `encode(status)` for the current status, kept until the status changes.
+    pub fn status_field(&self, encode: impl FnOnce(&ContainerStatus) -> Bytes) -> Bytes {
+        let status = self.status();
+        if let Ok(kept) = self.status_field.lock() {
+            if let Some((of, bytes)) = kept.as_ref() {
+                if Arc::ptr_eq(of, &status) {
+                    return bytes.clone();
+                }
+            }
+        }
+        let bytes = encode(&status);
+        if let Ok(mut kept) = self.status_field.lock() {
+            *kept = Some((status, bytes.clone()));
+        }
+        bytes
     }
     /// Apply a change to the status (readers see either the old or the new one).
     pub fn update(&self, mut change: impl FnMut(&mut ContainerStatus)) -> Arc<ContainerStatus> {
