@@ -33,4 +33,5 @@ pub mod server;
 pub mod services;
 pub mod stats;
 pub mod store;
+pub mod streaming;
 pub mod wire;

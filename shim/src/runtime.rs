@@ -57,6 +57,8 @@ pub struct Crius {
     backend_up: std::sync::atomic::AtomicBool,
     /// What GetContainerEvents streams.
     pub pod_events: crate::pod_events::PodEvents,
+    /// Exec, Attach and PortForward requests waiting for their streaming client.
+    pub streaming: crate::streaming::Tokens,
 }
 
 impl Crius {
@@ -78,6 +80,7 @@ impl Crius {
             stats_cache: crate::stats::StatsCache::default(),
             backend_up: std::sync::atomic::AtomicBool::new(true),
             pod_events: crate::pod_events::PodEvents::new(config.event_buffer),
+            streaming: crate::streaming::Tokens::default(),
             store: Store::default(),
             backend,
             config,

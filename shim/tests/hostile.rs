@@ -315,7 +315,7 @@ const WHY_STATUS_MISSING: &str = "api.proto: \"If the PodSandbox/container is no
 const WHY_STATS_MISSING: &str =
     "api.proto: ContainerStats/PodSandboxStats \"If the container/pod sandbox does not exist, the call returns an error\"";
 const WHY_IDEMPOTENT: &str = "api.proto: Stop/Remove are idempotent and \"must not return an error if ... already been removed\"";
-const WHY_UNIMPLEMENTED_STREAMING: &str = "pinned: Exec/Attach/PortForward answer Unimplemented until streaming lands (pins.rs allow-lists the streaming cases)";
+const WHY_STREAMING_MISSING: &str = "api.proto: Exec/Attach act on \"a container\" and PortForward on \"a pod sandbox\"; one that does not exist is NotFound, looked up before the streams are judged";
 const WHY_UNIMPLEMENTED: &str =
     "pinned: crius answers Unimplemented for this RPC today (kubelet copes; containerd 1.6 does too)";
 const WHY_FILTER: &str = "a filter that names no object selects nothing; the list answers empty";
@@ -431,8 +431,8 @@ fn id_rows(rows: &mut Vec<Row>) {
                     stderr: true,
                 })
             },
-            Expect::Refused(Code::Unimplemented),
-            WHY_UNIMPLEMENTED_STREAMING,
+            Expect::Refused(Code::NotFound),
+            WHY_STREAMING_MISSING,
         ),
         (
             |id| {
@@ -444,8 +444,8 @@ fn id_rows(rows: &mut Vec<Row>) {
                     stderr: true,
                 })
             },
-            Expect::Refused(Code::Unimplemented),
-            WHY_UNIMPLEMENTED_STREAMING,
+            Expect::Refused(Code::NotFound),
+            WHY_STREAMING_MISSING,
         ),
     ];
     let pod_calls: Vec<IdCall> = vec![
@@ -491,13 +491,13 @@ fn id_rows(rows: &mut Vec<Row>) {
                     port: vec![-1, 0, 70_000],
                 })
             },
-            Expect::Refused(Code::Unimplemented),
-            WHY_UNIMPLEMENTED_STREAMING,
+            Expect::Refused(Code::NotFound),
+            WHY_STREAMING_MISSING,
         ),
     ];
     for (make, expect_unknown, why) in container_calls.into_iter().chain(pod_calls) {
         // An empty id is refused before anything is looked up, whatever the call would do
-        // with an unknown one; the streaming and unimplemented calls answer Unimplemented.
+        // with an unknown one; the unimplemented calls answer Unimplemented.
         let empty_expect = match expect_unknown {
             Expect::Refused(Code::Unimplemented) => expect_unknown,
             _ => Expect::Refused(Code::InvalidArgument),

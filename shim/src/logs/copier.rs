@@ -6,6 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use super::file::{encode_entry, LogFile, Stream};
+use super::tap::OutputTap;
 
 /// Longest content of one record; containerd's default `max_container_log_line_size`.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -83,14 +84,44 @@ where
 }
 
 /// Copies `reader` into `log` until EOF or a read error.
+pub async fn copy_to_log<R>(reader: R, stream: Stream, log: Arc<LogFile>, max_line: usize)
+where
+    R: AsyncRead + Unpin,
+{
+    copy_output(reader, stream, Some(&log), None, max_line).await
+}
+
+/// Starts a task that copies a container's output into its log (when it has one) and to its
+/// attached clients, until EOF; the tap learns when the stream ended.
+pub fn spawn_tapped_copier<R>(
+    reader: R,
+    stream: Stream,
+    log: Option<Arc<LogFile>>,
+    tap: Arc<OutputTap>,
+) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        copy_output(reader, stream, log.as_deref(), Some(&tap), MAX_LINE_BYTES).await;
+        tap.ended();
+    })
+}
+
+/// Copies `reader` into `log` (if any) and `tap` (if any) until EOF or a read error.
 ///
 /// A failing write never stops the copy: the container would block on a full pipe, so output
 /// keeps being drained (and dropped) exactly as containerd does.
 ///
 /// Writes are plain blocking appends from the task: they land in the page cache and cost
 /// less than a hop to tokio's blocking pool for every read.
-pub async fn copy_to_log<R>(mut reader: R, stream: Stream, log: Arc<LogFile>, max_line: usize)
-where
+async fn copy_output<R>(
+    mut reader: R,
+    stream: Stream,
+    log: Option<&LogFile>,
+    tap: Option<&OutputTap>,
+    max_line: usize,
+) where
     R: AsyncRead + Unpin,
 {
     let mut splitter = LineSplitter::new(max_line);
@@ -103,11 +134,15 @@ where
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => {
-                tracing::warn!(path = %log.path().display(), %stream, error = %err,
+                tracing::warn!(%stream, error = %err,
                     "reading container output failed; flushing what was read");
                 break;
             }
         };
+        if let Some(tap) = tap {
+            tap.publish(stream, &buf[..read]);
+        }
+        let Some(log) = log else { continue };
         // Records from one read arrived together, so they share a timestamp; it also batches
         // them into one write under the file lock.
         let now = Utc::now();
@@ -115,12 +150,13 @@ where
         splitter.push(&buf[..read], |partial, content| {
             encode_entry(&mut records, stream, partial, content, now)
         });
-        write_records(&log, stream, &records, &mut write_failed);
+        write_records(log, stream, &records, &mut write_failed);
     }
+    let Some(log) = log else { return };
     let now = Utc::now();
     records.clear();
     splitter.finish(|partial, content| encode_entry(&mut records, stream, partial, content, now));
-    write_records(&log, stream, &records, &mut write_failed);
+    write_records(log, stream, &records, &mut write_failed);
 }
 
 fn write_records(log: &LogFile, stream: Stream, records: &[u8], write_failed: &mut bool) {

@@ -19,7 +19,9 @@
 mod capture;
 mod copier;
 mod file;
+mod tap;
 
 pub use capture::{CaptureBuf, EXEC_SYNC_OUTPUT_CAP};
-pub use copier::{copy_to_log, spawn_copier, LineSplitter, MAX_LINE_BYTES};
+pub use copier::{copy_to_log, spawn_copier, spawn_tapped_copier, LineSplitter, MAX_LINE_BYTES};
 pub use file::{encode_entry, LogFile, Stream};
+pub use tap::{OutputTap, Tapped, TAP_QUEUE_CHUNKS};

@@ -9,6 +9,7 @@ pub mod image;
 pub mod runtime_info;
 pub mod sandbox;
 pub mod stats;
+pub mod streaming;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -215,31 +216,20 @@ impl RuntimeService for Cri {
         )
         .await
     }
-    async fn exec(&self, _r: Request<cri::ExecRequest>) -> Answer<cri::ExecResponse> {
-        call("Exec", async {
-            Err(not_yet("Exec", "streaming lands with the streaming issue"))
-        })
-        .await
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Answer<cri::ExecResponse> {
+        call("Exec", streaming::exec(&self.crius, r.into_inner())).await
     }
-    async fn attach(&self, _r: Request<cri::AttachRequest>) -> Answer<cri::AttachResponse> {
-        call("Attach", async {
-            Err(not_yet(
-                "Attach",
-                "streaming lands with the streaming issue",
-            ))
-        })
-        .await
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Answer<cri::AttachResponse> {
+        call("Attach", streaming::attach(&self.crius, r.into_inner())).await
     }
     async fn port_forward(
         &self,
-        _r: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> Answer<cri::PortForwardResponse> {
-        call("PortForward", async {
-            Err(not_yet(
-                "PortForward",
-                "streaming lands with the streaming issue",
-            ))
-        })
+        call(
+            "PortForward",
+            streaming::port_forward(&self.crius, r.into_inner()),
+        )
         .await
     }
     async fn container_stats(
