@@ -1,8 +1,10 @@
 //! Command line and configuration file (DESIGN.md, "CLI and configuration").
 //!
-//! Every key has a flag of the same name with `-` for `_`; a flag given on the command line
-//! replaces the file's value (lists included), and every key has a default that works on a
-//! stock node. [`load`] resolves all of it into a validated [`Config`].
+//! Every key has a flag of the same name with `-` for `_`. The main file
+//! (`/etc/crius/config.toml`) comes first, then the drop-ins of `config.d/` in lexical order
+//! (tables merged key by key), then the flags (a flag replaces the value, lists included);
+//! every key has a default that works on a stock node. [`load`] resolves all of it into a
+//! validated [`Config`] that remembers where each value came from (`crius config show`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,7 +18,19 @@ use serde::Deserialize;
 
 use crate::cgroups::{self, Driver};
 
+mod effective;
+mod layers;
+
+pub use effective::{changed_keys, Effective, RELOADABLE_KEYS};
+pub use layers::{Source, Sources};
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/config.toml";
+/// The drop-in directory's name, next to the main file.
+pub const DROP_IN_DIR_NAME: &str = "config.d";
+
+/// The complete default configuration file, one comment per key (`crius config default`;
+/// the package installs the same file as `/etc/crius/config.toml`).
+pub const DEFAULT_FILE: &str = include_str!("../../contrib/config/config.toml");
 
 const DEFAULT_LISTEN: &str = "unix:///run/crius/crius.sock";
 const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
@@ -42,12 +56,20 @@ const CONTAINERD_NAMESPACE_MAX: usize = 76;
 #[command(
     name = "crius",
     version,
-    about = "A CRI v1 runtime for kubelet on top of containerd or Docker Engine"
+    about = "A CRI v1 runtime for kubelet on top of containerd or Docker Engine",
+    after_help = "Configuration: /etc/crius/config.toml, then /etc/crius/config.d/*.toml in \
+                  lexical order, then flags. `crius config show` prints every effective value \
+                  and where it comes from."
 )]
 pub struct Cli {
     /// Configuration file (TOML); without it /etc/crius/config.toml is read when it exists
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Drop-in directory whose *.toml files are merged after the configuration file, in
+    /// lexical order [default: config.d next to the configuration file]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub flags: Flags,
@@ -58,19 +80,67 @@ pub struct Cli {
 
 impl Cli {
     pub fn command(&self) -> Command {
-        self.command.unwrap_or_default()
+        self.command.clone().unwrap_or_default()
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the CRI on the listen socket (the default)
     #[default]
     Serve,
     /// Check that this node can run pods and print a fix for each problem found
-    Doctor,
+    ///
+    /// Exit status: 0 when no check failed (warnings allowed), 1 when one did, 2 when the
+    /// checks could not run (e.g. an invalid configuration).
+    Doctor(DoctorArgs),
+    /// Show, check or print the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Print version information
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print crius's man page (roff), for packaging
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DoctorArgs {
+    /// Print the results as one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// kubelet's configuration file, read for cgroupDriver, failSwapOn and failCgroupV1
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/lib/kubelet/config.yaml"
+    )]
+    pub kubelet_config: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ConfigAction {
+    /// Print every effective value and where it comes from (default, file, drop-in, flag)
+    Show {
+        /// One JSON document instead of annotated TOML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the complete default configuration file, one comment per key
+    Default,
+    /// Validate configuration files without starting: each FILE on its own, or without
+    /// FILE the whole configuration (file, drop-ins and flags)
+    Check {
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// One flag per configuration key; `None`/empty means "not given on the command line".
@@ -142,6 +212,15 @@ pub struct Flags {
     #[arg(long, global = true, value_name = "ADDR")]
     pub stream_address: Option<String>,
 
+    /// PEM certificate of the exec/attach/port-forward server; with --stream-tls-key it
+    /// serves HTTPS [default: none, plain HTTP]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub stream_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --stream-tls-cert [default: none]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub stream_tls_key: Option<PathBuf>,
+
     /// Address of the Prometheus metrics endpoint, or "off" [default: off]
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_address: Option<String>,
@@ -149,6 +228,10 @@ pub struct Flags {
     /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter [default: info]
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Log format: text, or json (one object per line, for log shippers) [default: text]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 
     /// Cancel an image pull that makes no progress for this long, e.g. 30s, 5m, 1h30m;
     /// 0 disables [default: 5m]
@@ -195,13 +278,34 @@ pub struct FileConfig {
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dirs: Option<Vec<PathBuf>>,
     pub cni_conf_template: Option<PathBuf>,
+    pub cni_default_network: Option<bool>,
     pub stream_address: Option<String>,
+    pub stream_tls_cert: Option<PathBuf>,
+    pub stream_tls_key: Option<PathBuf>,
     pub metrics_address: Option<String>,
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     pub image_pull_progress_timeout: Option<String>,
-    pub cni_default_network: Option<bool>,
     pub event_buffer: Option<usize>,
+    pub default_runtime: Option<String>,
+    pub runtimes: Option<BTreeMap<String, FileRuntime>>,
     pub registry: Option<FileRegistry>,
+}
+
+/// `[runtimes.<handler>]`: an OCI runtime pods ask for with their RuntimeClass.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuntime {
+    /// containerd's runtime type [default: io.containerd.runc.v2].
+    pub runtime_type: Option<String>,
+    /// The OCI runtime binary (a name on PATH or a path) [default: runc].
+    pub runtime_path: Option<String>,
+    /// The runtime's state directory [default: the runtime's own].
+    pub runtime_root: Option<PathBuf>,
+    /// Pod annotations (exact keys, or prefixes ending in `*`) passed on to the OCI spec
+    /// of the pod's containers, for runtimes that read them.
+    #[serde(default)]
+    pub pod_annotations: Vec<String>,
 }
 
 /// `[registry]` in the configuration file.
@@ -264,6 +368,25 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; colour only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, message, fields, span), for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
@@ -273,11 +396,23 @@ pub struct RegistryConfig {
     pub ca: BTreeMap<String, PathBuf>,
 }
 
-/// The resolved configuration: file, flags and defaults merged and validated.
+/// TLS for the streaming server: a PEM certificate (chain) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The resolved configuration: defaults, the file, its drop-ins and the flags, merged and
+/// validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The file that was read, if any.
+    /// The main file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Drop-ins applied after it, in order.
+    pub drop_ins: Vec<PathBuf>,
+    /// Where each value that is not a plain default came from (dotted keys).
+    pub sources: Sources,
     /// Path of the CRI socket (from the `unix://` URL in `listen`).
     pub listen: PathBuf,
     pub backend: BackendKind,
@@ -296,13 +431,21 @@ pub struct Config {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// Rendered into `cni_conf_dir` when the pod CIDR arrives.
     pub cni_conf_template: Option<PathBuf>,
+    pub cni_default_network: bool,
     pub stream_address: SocketAddr,
+    /// `None`: the streaming server speaks plain HTTP.
+    pub stream_tls: Option<StreamTls>,
+    /// The runtime handler a pod asking for `""` runs on.
+    pub default_runtime: String,
+    /// Every runtime handler crius runs pods with, by name (`runc` always among them unless
+    /// a `[runtimes.runc]` table says otherwise).
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
     pub metrics_address: Option<SocketAddr>,
     /// A level or a `tracing` filter; `RUST_LOG`, when set, wins over it.
     pub log_level: String,
+    pub log_format: LogFormat,
     /// Zero disables the timeout.
     pub image_pull_progress_timeout: Duration,
-    pub cni_default_network: bool,
     /// Events a GetContainerEvents subscriber may fall behind by (at least 1).
     pub event_buffer: usize,
     pub registry: RegistryConfig,
@@ -313,13 +456,18 @@ impl Config {
     pub fn listen_url(&self) -> String {
         format!("unix://{}", self.listen.display())
     }
+
+    /// Where the value of `key` (dotted, as in [`Config::sources`]) comes from.
+    pub fn source_of(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {} does not exist", path.display())]
     Missing { path: PathBuf },
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -327,6 +475,8 @@ pub enum ConfigError {
     },
     #[error("invalid config file {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    #[error("invalid configuration after merging files and flags: {message}")]
+    Merged { message: String },
     #[error("invalid {key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -338,128 +488,135 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Resolves the configuration: flags over the file over defaults.
+/// Resolves the configuration: flags over drop-ins over the file over defaults.
 ///
 /// An explicitly given `--config` must exist; the default file is read only when present,
-/// so a node without any configuration runs on defaults.
+/// so a node without any configuration runs on defaults. Drop-ins live in `--config-dir`, or
+/// in `config.d/` next to the configuration file (whether or not that file exists).
 pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
     load_with(cli, Path::new(DEFAULT_CONFIG_PATH), Path::new("/proc"))
 }
 
 fn load_with(cli: &Cli, default_path: &Path, proc_root: &Path) -> Result<Config, ConfigError> {
-    let (file, config_file) = read_file_config(cli.config.as_deref(), default_path)?;
-    resolve(&cli.flags, file, config_file, proc_root)
+    let main_path = cli.config.as_deref().unwrap_or(default_path);
+    let main = match &cli.config {
+        Some(path) => Some(path.as_path()),
+        None if default_path.exists() => Some(default_path),
+        None => None,
+    };
+    let drop_in_dir = match &cli.config_dir {
+        Some(dir) if !dir.is_dir() => {
+            return Err(ConfigError::Read {
+                path: dir.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+            })
+        }
+        Some(dir) => dir.clone(),
+        None => main_path
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(DROP_IN_DIR_NAME),
+    };
+    let mut merged = layers::read_files(main, Some(&drop_in_dir))?;
+    merged.merge_flags(&cli.flags)?;
+    let (file, sources, main, drop_ins) = merged.into_file_config()?;
+    let mut config = resolve(file, sources, proc_root)?;
+    config.config_file = main;
+    config.drop_ins = drop_ins;
+    Ok(config)
 }
 
-fn read_file_config(
-    explicit: Option<&Path>,
-    default_path: &Path,
-) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
-    let path = match explicit {
-        Some(path) => path,
-        None if default_path.exists() => default_path,
-        None => return Ok((FileConfig::default(), None)),
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            ConfigError::Missing {
-                path: path.to_path_buf(),
-            }
-        } else {
-            ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
-    let file = toml::from_str(&text).map_err(|err| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: err.to_string().trim_end().to_string(),
-    })?;
-    Ok((file, Some(path.to_path_buf())))
+/// `crius config check FILE`: one file on its own over the defaults, as if it were the only
+/// configuration. Nothing starts and nothing is written.
+pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+    let table = layers::read_table(path)?;
+    let mut merged = layers::Merged::default();
+    merged.merge(table, &Source::File(path.to_path_buf()));
+    let (file, sources, _, _) = merged.into_file_config()?;
+    let mut config = resolve(file, sources, Path::new("/proc"))?;
+    config.config_file = Some(path.to_path_buf());
+    Ok(config)
 }
 
 fn resolve(
-    flags: &Flags,
     file: FileConfig,
-    config_file: Option<PathBuf>,
+    mut sources: Sources,
     proc_root: &Path,
 ) -> Result<Config, ConfigError> {
-    fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
-        flag.or(file)
-    }
-    fn pick_list<T: Clone>(flag: &[T], file: Option<Vec<T>>) -> Option<Vec<T>> {
-        if flag.is_empty() {
-            file
-        } else {
-            Some(flag.to_vec())
-        }
-    }
-
-    let listen =
-        pick(flags.listen.clone(), file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let backend = pick(flags.backend.clone(), file.backend)
+    let listen = file.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let backend = file
+        .backend
         .unwrap_or_else(|| BackendKind::Containerd.as_str().to_string());
-    let containerd_address = pick(flags.containerd_address.clone(), file.containerd_address)
+    let containerd_address = file
+        .containerd_address
         .unwrap_or_else(|| DEFAULT_CONTAINERD_ADDRESS.to_string());
-    let containerd_namespace = pick(
-        flags.containerd_namespace.clone(),
-        file.containerd_namespace,
-    )
-    .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string());
-    let containerd_local_content = pick(
-        flags.containerd_local_content,
-        file.containerd_local_content,
-    )
-    .unwrap_or(true);
-    let docker_endpoint = pick(flags.docker_endpoint.clone(), file.docker_endpoint)
+    let containerd_namespace = file
+        .containerd_namespace
+        .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string());
+    let docker_endpoint = file
+        .docker_endpoint
         .unwrap_or_else(|| DEFAULT_DOCKER_ENDPOINT.to_string());
-    let root = pick(flags.root.clone(), file.root).unwrap_or_else(|| DEFAULT_ROOT.into());
-    let state = pick(flags.state.clone(), file.state).unwrap_or_else(|| DEFAULT_STATE.into());
-    let cgroup_driver = pick(flags.cgroup_driver.clone(), file.cgroup_driver);
-    let pause_image = pick(flags.pause_image.clone(), file.pause_image);
-    let cni_conf_dir = pick(flags.cni_conf_dir.clone(), file.cni_conf_dir)
+    let root = file.root.unwrap_or_else(|| DEFAULT_ROOT.into());
+    let state = file.state.unwrap_or_else(|| DEFAULT_STATE.into());
+    let cni_conf_dir = file
+        .cni_conf_dir
         .unwrap_or_else(|| DEFAULT_CNI_CONF_DIR.into());
-    let cni_bin_dirs = pick_list(&flags.cni_bin_dirs, file.cni_bin_dirs)
+    let cni_bin_dirs = file
+        .cni_bin_dirs
         .unwrap_or_else(|| DEFAULT_CNI_BIN_DIRS.iter().map(PathBuf::from).collect());
-    let cni_conf_template = pick(flags.cni_conf_template.clone(), file.cni_conf_template);
-    let stream_address = pick(flags.stream_address.clone(), file.stream_address)
+    let stream_address = file
+        .stream_address
         .unwrap_or_else(|| DEFAULT_STREAM_ADDRESS.to_string());
-    let metrics_address = pick(flags.metrics_address.clone(), file.metrics_address);
-    let log_level = pick(flags.log_level.clone(), file.log_level)
+    let log_level = file
+        .log_level
         .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
-    let pull_timeout = pick(
-        flags.image_pull_progress_timeout.clone(),
-        file.image_pull_progress_timeout,
-    );
-    let cni_default_network =
-        pick(flags.cni_default_network, file.cni_default_network).unwrap_or(false);
-    let event_buffer =
-        pick(flags.event_buffer, file.event_buffer).unwrap_or(crate::pod_events::DEFAULT_BUFFER);
     let file_registry = file.registry.unwrap_or_default();
-    let insecure =
-        pick_list(&flags.registry_insecure, Some(file_registry.insecure)).unwrap_or_default();
 
+    let cgroup_driver = match file.cgroup_driver {
+        Some(name) => Driver::from_name(&name).map_err(|_| {
+            invalid(
+                "cgroup_driver",
+                format!("{name:?} is not one of cgroupfs, systemd"),
+            )
+        })?,
+        None => {
+            let driver = cgroups::detect_default(proc_root);
+            let why = if driver.is_systemd() {
+                "systemd is PID 1"
+            } else {
+                "PID 1 is not systemd"
+            };
+            sources.insert("cgroup_driver".into(), Source::Detected(why.into()));
+            driver
+        }
+    };
+
+    let runtimes = validate_runtimes(file.runtimes.unwrap_or_default())?;
+    let default_runtime = file
+        .default_runtime
+        .unwrap_or_else(|| DEFAULT_RUNTIME.to_string());
+    if !runtimes.contains_key(&default_runtime) {
+        return Err(invalid(
+            "default_runtime",
+            format!(
+                "{default_runtime:?} is not a configured handler ({})",
+                runtimes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
     Ok(Config {
-        config_file,
+        config_file: None,
+        drop_ins: Vec::new(),
         listen: parse_listen(&listen)?,
         backend: parse_backend(&backend)?,
         containerd_address: parse_containerd_address(&containerd_address)?,
         containerd_namespace: validate_containerd_namespace(containerd_namespace)?,
-        containerd_local_content,
+        containerd_local_content: file.containerd_local_content.unwrap_or(true),
         docker_endpoint: validate_docker_endpoint(docker_endpoint)?,
-        root: absolute_dir("root", root)?,
-        state: absolute_dir("state", state)?,
-        cgroup_driver: match cgroup_driver {
-            Some(name) => Driver::from_name(&name).map_err(|_| {
-                invalid(
-                    "cgroup_driver",
-                    format!("{name:?} is not one of cgroupfs, systemd"),
-                )
-            })?,
-            None => cgroups::detect_default(proc_root),
-        },
-        pause_image: match pause_image {
+        root: absolute_path("root", root)?,
+        state: absolute_path("state", state)?,
+        cgroup_driver,
+        pause_image: match file.pause_image {
             Some(image) if image.trim().is_empty() => {
                 return Err(invalid(
                     "pause_image",
@@ -468,43 +625,181 @@ fn resolve(
             }
             other => other,
         },
-        cni_conf_dir: absolute_dir("cni_conf_dir", cni_conf_dir)?,
+        cni_conf_dir: absolute_path("cni_conf_dir", cni_conf_dir)?,
         cni_bin_dirs: validate_cni_bin_dirs(cni_bin_dirs)?,
-        cni_conf_template: match cni_conf_template {
-            Some(path) if !path.is_absolute() => {
-                return Err(invalid(
-                    "cni_conf_template",
-                    format!("{} is not an absolute path", path.display()),
-                ))
-            }
-            other => other,
-        },
+        cni_conf_template: file
+            .cni_conf_template
+            .map(|path| absolute_path("cni_conf_template", path))
+            .transpose()?,
+        cni_default_network: file.cni_default_network.unwrap_or(false),
         stream_address: parse_socket_addr("stream_address", &stream_address)?,
-        metrics_address: match metrics_address.as_deref().map(str::trim) {
+        stream_tls: validate_stream_tls(file.stream_tls_cert, file.stream_tls_key)?,
+        metrics_address: match file.metrics_address.as_deref().map(str::trim) {
             None | Some("") | Some("off") => None,
             Some(addr) => Some(parse_socket_addr("metrics_address", addr)?),
         },
         log_level: validate_log_level(&log_level)?,
-        image_pull_progress_timeout: match pull_timeout {
+        log_format: parse_log_format(file.log_format.as_deref())?,
+        image_pull_progress_timeout: match file.image_pull_progress_timeout {
             Some(text) => parse_duration(&text)
                 .map_err(|message| invalid("image_pull_progress_timeout", message))?,
             None => DEFAULT_IMAGE_PULL_PROGRESS_TIMEOUT,
         },
-        cni_default_network,
-        event_buffer: match event_buffer {
+        event_buffer: match file
+            .event_buffer
+            .unwrap_or(crate::pod_events::DEFAULT_BUFFER)
+        {
             0 => return Err(invalid("event_buffer", "must be at least 1")),
             n => n,
         },
+        default_runtime,
+        runtimes,
         registry: RegistryConfig {
             mirrors: validate_mirrors(file_registry.mirrors)?,
-            insecure: validate_insecure(insecure)?,
+            insecure: validate_insecure(file_registry.insecure)?,
             auths: validate_auths(file_registry.auths)?,
             ca: validate_ca(file_registry.ca)?,
         },
+        sources,
     })
 }
 
+/// The handler `""` means when the configuration names none.
+pub const DEFAULT_RUNTIME: &str = "runc";
+
+/// A handler's runtime type when its table names none: containerd's runc v2 shim.
+pub const DEFAULT_RUNTIME_TYPE: &str = "io.containerd.runc.v2";
+
+/// One runtime handler as crius runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub runtime_type: String,
+    pub runtime_path: String,
+    pub runtime_root: Option<PathBuf>,
+    pub pod_annotations: Vec<String>,
+}
+
+impl RuntimeConfig {
+    /// Does `key` (a pod annotation) pass this handler's allow-list?
+    pub fn passes(&self, key: &str) -> bool {
+        self.pod_annotations
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => key.starts_with(prefix),
+                None => key == pattern,
+            })
+    }
+}
+
+/// The configured handlers over the built-in `runc`; a name must be a DNS label, as a
+/// RuntimeClass handler is.
+fn validate_runtimes(
+    tables: BTreeMap<String, FileRuntime>,
+) -> Result<BTreeMap<String, RuntimeConfig>, ConfigError> {
+    let mut runtimes = BTreeMap::new();
+    runtimes.insert(
+        DEFAULT_RUNTIME.to_string(),
+        RuntimeConfig {
+            runtime_type: DEFAULT_RUNTIME_TYPE.to_string(),
+            runtime_path: DEFAULT_RUNTIME.to_string(),
+            runtime_root: None,
+            pod_annotations: Vec::new(),
+        },
+    );
+    for (name, table) in tables {
+        let key = format!("runtimes.{name}");
+        let label = name.len() <= 63
+            && !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label {
+            return Err(invalid(
+                &key,
+                "a handler name is a DNS label: lowercase letters, digits and '-', at most 63",
+            ));
+        }
+        let runtime_path = table
+            .runtime_path
+            .unwrap_or_else(|| DEFAULT_RUNTIME.to_string());
+        if runtime_path.is_empty() {
+            return Err(invalid(&key, "runtime_path must not be empty"));
+        }
+        let runtime_root = match table.runtime_root {
+            Some(root) => Some(absolute_path(&format!("{key}.runtime_root"), root)?),
+            None => None,
+        };
+        if let Some(bad) = table
+            .pod_annotations
+            .iter()
+            .find(|p| p.is_empty() || p.trim_end_matches('*').contains('*'))
+        {
+            return Err(invalid(
+                &format!("{key}.pod_annotations"),
+                format!("{bad:?}: an annotation key, or a prefix ending in one '*'"),
+            ));
+        }
+        runtimes.insert(
+            name,
+            RuntimeConfig {
+                runtime_type: table
+                    .runtime_type
+                    .unwrap_or_else(|| DEFAULT_RUNTIME_TYPE.to_string()),
+                runtime_path,
+                runtime_root,
+                pod_annotations: table.pod_annotations,
+            },
+        );
+    }
+    Ok(runtimes)
+}
+
+/// Both or neither: a certificate without its key (or the reverse) is a half-done setup
+/// that must not fall back to plain HTTP silently.
+fn validate_stream_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<StreamTls>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(StreamTls {
+            cert: absolute_path("stream_tls_cert", cert)?,
+            key: absolute_path("stream_tls_key", key)?,
+        })),
+        (Some(_), None) => Err(invalid(
+            "stream_tls_key",
+            "is required with stream_tls_cert (set both, or neither for plain HTTP)",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "stream_tls_cert",
+            "is required with stream_tls_key (set both, or neither for plain HTTP)",
+        )),
+    }
+}
+
+fn parse_log_format(format: Option<&str>) -> Result<LogFormat, ConfigError> {
+    match format.map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(invalid(
+            "log_format",
+            format!("{other:?} is not one of text, json"),
+        )),
+    }
+}
+
 fn parse_listen(listen: &str) -> Result<PathBuf, ConfigError> {
+    if listen.starts_with("npipe://") {
+        return Err(invalid(
+            "listen",
+            format!(
+                "{listen:?} is a Windows named pipe; crius runs on Linux and serves a unix \
+                 socket, e.g. {DEFAULT_LISTEN} (docs/windows.md says what a Windows build needs)"
+            ),
+        ));
+    }
     let Some(path) = listen.strip_prefix("unix://") else {
         return Err(invalid(
             "listen",
@@ -590,7 +885,7 @@ fn validate_docker_endpoint(endpoint: String) -> Result<String, ConfigError> {
     }
 }
 
-fn absolute_dir(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+fn absolute_path(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
     if !path.is_absolute() {
         return Err(invalid(
             key,
@@ -605,7 +900,7 @@ fn validate_cni_bin_dirs(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>, ConfigError
         return Err(invalid("cni_bin_dirs", "must name at least one directory"));
     }
     dirs.into_iter()
-        .map(|dir| absolute_dir("cni_bin_dirs", dir))
+        .map(|dir| absolute_path("cni_bin_dirs", dir))
         .collect()
 }
 
@@ -824,6 +1119,14 @@ mod tests {
         assert_eq!(config.image_pull_progress_timeout, Duration::from_secs(300));
         assert!(!config.cni_default_network);
         assert_eq!(config.registry, RegistryConfig::default());
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.stream_tls, None);
+        assert!(config.drop_ins.is_empty());
+        assert_eq!(
+            config.source_of("cgroup_driver"),
+            Source::Detected("PID 1 is not systemd".into())
+        );
+        assert_eq!(config.source_of("listen"), Source::Default);
     }
 
     #[test]
@@ -987,8 +1290,12 @@ auth = "dXNlcjpwYXNz"
         let config = env.load(&["--cni-default-network", "doctor"]).unwrap();
         assert!(config.cni_default_network);
 
-        let cli = Cli::try_parse_from(["crius", "doctor", "--backend", "docker"]).unwrap();
-        assert_eq!(cli.command(), Command::Doctor);
+        let cli =
+            Cli::try_parse_from(["crius", "doctor", "--backend", "docker", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command(),
+            Command::Doctor(DoctorArgs { json: true, .. })
+        ));
         assert_eq!(cli.flags.backend.as_deref(), Some("docker"));
         assert_eq!(
             Cli::try_parse_from(["crius"]).unwrap().command(),
@@ -1068,6 +1375,14 @@ auth = "dXNlcjpwYXNz"
                 "registry.insecure",
             ),
             (&["--pause-image", ""], "pause_image"),
+            (&["--log-format", "logfmt"], "log_format"),
+            (&["--stream-tls-cert", "/c.pem"], "stream_tls_key"),
+            (&["--stream-tls-key", "/k.pem"], "stream_tls_cert"),
+            (
+                &["--stream-tls-cert", "c.pem", "--stream-tls-key", "/k.pem"],
+                "stream_tls_cert",
+            ),
+            (&["--cni-conf-template", "t.conflist"], "cni_conf_template"),
         ];
         for (args, key) in cases {
             let err = env.load(args).unwrap_err();
@@ -1122,6 +1437,144 @@ auth = "dXNlcjpwYXNz"
         let listen = format!("unix:///{}", "s".repeat(120));
         let err = env.load(&["--listen", &listen]).unwrap_err();
         assert!(err.to_string().contains("longer than 107"), "{err}");
+    }
+
+    #[test]
+    fn npipe_is_refused_with_a_pointer_to_the_windows_notes() {
+        let env = Env::new();
+        let err = env
+            .load(&["--listen", "npipe:////./pipe/crius"])
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("invalid listen:"), "{text}");
+        assert!(
+            text.contains("Windows named pipe") && text.contains("docs/windows.md"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stream_tls_takes_both_files() {
+        let env = Env::new();
+        let config = env
+            .load(&[
+                "--stream-tls-cert",
+                "/etc/crius/s.crt",
+                "--stream-tls-key",
+                "/etc/crius/s.key",
+            ])
+            .unwrap();
+        assert_eq!(
+            config.stream_tls,
+            Some(StreamTls {
+                cert: "/etc/crius/s.crt".into(),
+                key: "/etc/crius/s.key".into()
+            })
+        );
+    }
+
+    /// The shipped default file (`crius config default`) states every key, and what it
+    /// leaves uncommented is exactly the built-in default.
+    #[test]
+    fn the_default_file_is_complete_and_means_the_defaults() {
+        let env = Env::new();
+        let path = env.write_config(DEFAULT_FILE);
+        let from_file = env.load(&["--config", path.to_str().unwrap()]).unwrap();
+        let builtin = env.load(&[]).unwrap();
+        let values = |c: &Config| {
+            c.effective()
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(&from_file), values(&builtin));
+
+        // serde lists every known key when it rejects an unknown one.
+        let err = toml::from_str::<FileConfig>("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        let known: Vec<&str> = err.split('`').skip(3).step_by(2).collect();
+        assert!(known.len() > 20, "{err}");
+        for key in known {
+            let set = DEFAULT_FILE.lines().any(|l| {
+                let l = l.trim_start_matches('#');
+                l.starts_with(&format!("{key} =")) || l == format!("[{key}]")
+            });
+            assert!(set, "the default file does not mention {key}");
+        }
+    }
+
+    #[test]
+    fn drop_ins_next_to_the_file_and_flags_merge_in_order() {
+        let env = Env::new();
+        let path = env.write_config("log_level = \"debug\"\nroot = \"/main\"\n");
+        let dir = env.dir.path().join("config.d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("20-b.toml"), "root = \"/b\"\n").unwrap();
+        std::fs::write(
+            dir.join("10-a.toml"),
+            "root = \"/a\"\nstate = \"/a-state\"\n",
+        )
+        .unwrap();
+        let config = env
+            .load(&["--config", path.to_str().unwrap(), "--state", "/flag-state"])
+            .unwrap();
+        assert_eq!(
+            config.drop_ins,
+            vec![dir.join("10-a.toml"), dir.join("20-b.toml")]
+        );
+        assert_eq!(config.root, PathBuf::from("/b"));
+        assert_eq!(
+            config.source_of("root"),
+            Source::File(dir.join("20-b.toml"))
+        );
+        assert_eq!(config.state, PathBuf::from("/flag-state"));
+        assert_eq!(config.source_of("state"), Source::Flag("--state".into()));
+        assert_eq!(config.source_of("log_level"), Source::File(path));
+
+        // --config-dir names another directory; one that does not exist is an error.
+        let other = env.dir.path().join("other.d");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("x.toml"), "root = \"/other\"\n").unwrap();
+        let config = env
+            .load(&["--config-dir", other.to_str().unwrap()])
+            .unwrap();
+        assert_eq!(config.root, PathBuf::from("/other"));
+        let missing = env.dir.path().join("missing.d");
+        assert!(env
+            .load(&["--config-dir", missing.to_str().unwrap()])
+            .is_err());
+    }
+
+    #[test]
+    fn show_is_a_valid_file_with_secrets_redacted() {
+        let env = Env::new();
+        let path = env.write_config(FULL_FILE);
+        let config = env.load(&["--config", path.to_str().unwrap()]).unwrap();
+        let text = config.show_text();
+        assert!(
+            !text.contains("secret") && !text.contains("dXNlcjpwYXNz"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("log_level = \"debug\"  # {}", path.display())),
+            "{text}"
+        );
+        let shown = env.write_config(&text);
+        let again = env.load(&["--config", shown.to_str().unwrap()]).unwrap();
+        assert_eq!(again.log_level, "debug");
+        assert_eq!(again.registry.mirrors, config.registry.mirrors);
+    }
+
+    #[test]
+    fn reload_sees_which_keys_changed() {
+        let env = Env::new();
+        let old = env.load(&[]).unwrap();
+        let new = env
+            .load(&["--log-level", "debug", "--event-buffer", "7"])
+            .unwrap();
+        assert_eq!(changed_keys(&old, &new), ["log_level", "event_buffer"]);
+        assert!(changed_keys(&old, &old).is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The CRI socket: ownership checks, permissions, graceful shutdown.
+//! The CRI socket: ownership checks, permissions, socket activation, graceful shutdown.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -40,11 +40,84 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The listening socket systemd passed (socket activation: `LISTEN_FDS`/`LISTEN_PID`), if
+/// any. It unsets those variables so that no child (a CNI plugin) mistakes them for its own.
+/// A passed socket that is not a listening unix stream socket is an error; one bound to
+/// another path than `expected` is served anyway (systemd's unit decides), with a warning.
+///
+/// # Safety
+///
+/// Removes environment variables: call it while the process has a single thread, before
+/// the async runtime starts.
+pub unsafe fn take_activated_socket(
+    expected: &Path,
+) -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    // SAFETY: this function's own precondition: no other thread exists yet.
+    let mut fds = unsafe { sd_notify::listen_fds_and_unset_env() }
+        .context("reading LISTEN_FDS from the service manager")?;
+    let Some(first) = fds.next() else {
+        return Ok(None);
+    };
+    let extra = fds.count();
+    // SAFETY: the service manager passed this descriptor to this process (LISTEN_PID matched)
+    // and nothing else in crius knows it: from here on it is owned exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(first) };
+    let kind = getsockopt(&fd, sockopt::SockType).context("fd 3 from systemd is not a socket")?;
+    let listening = getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false);
+    if kind != nix::sys::socket::SockType::Stream || !listening {
+        bail!(
+            "the socket systemd passed is not a listening stream socket \
+             (ListenStream= in crius.socket)"
+        );
+    }
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    let address = listener
+        .local_addr()
+        .context("the socket systemd passed is not a unix socket")?;
+    listener
+        .set_nonblocking(true)
+        .context("making the passed socket non-blocking")?;
+    if extra > 0 {
+        tracing::warn!(
+            sockets = extra + 1,
+            "systemd passed more than one socket; serving the first only"
+        );
+    }
+    let passed = address.as_pathname().map_or_else(
+        || "an unnamed socket".to_string(),
+        |p| p.display().to_string(),
+    );
+    if address.as_pathname() != Some(expected) {
+        tracing::warn!(
+            passed = %passed,
+            listen = %expected.display(),
+            "serving the socket systemd passed, not the configured listen path"
+        );
+    } else {
+        tracing::info!(socket = %passed, "serving the socket systemd passed (socket activation)");
+    }
+    Ok(Some(listener))
+}
+
 /// Serve both CRI services until `shutdown`; in-flight calls finish, then the socket goes.
 pub async fn serve(
     crius: Arc<Crius>,
     listener: UnixListener,
     path: &Path,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    serve_listener(crius, listener, Some(path), shutdown).await
+}
+
+/// [`serve`] on a socket crius may not own: `remove_on_exit` is `None` for one systemd
+/// passed, which systemd keeps (and keeps listening on) after crius exits.
+pub async fn serve_listener(
+    crius: Arc<Crius>,
+    listener: UnixListener,
+    remove_on_exit: Option<&Path>,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let kept_answers = crate::wire::KeptAnswersLayer::new(crius.clone());
@@ -83,7 +156,9 @@ pub async fn serve(
             Ok(())
         }
     };
-    let _ = std::fs::remove_file(path);
+    if let Some(path) = remove_on_exit {
+        let _ = std::fs::remove_file(path);
+    }
     result.context("serving the CRI")
 }
 
@@ -139,5 +214,6 @@ impl Shutdown {
             () = arrived(&mut self.term) => tracing::info!("SIGTERM: shutting down"),
             () = arrived(&mut self.int) => tracing::info!("SIGINT: shutting down"),
         }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     }
 }

@@ -12,9 +12,7 @@ mod config;
 mod default_network;
 mod netns;
 
-pub use config::NetworkList;
-
-use config::{load_dir, Loaded};
+pub use config::{load_dir, plugin_type, Loaded, NetworkList};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
