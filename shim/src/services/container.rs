@@ -35,10 +35,17 @@ pub async fn create(
     }
     // `request.sandbox_config` is, per CRI, a copy of the pod's config that crius recorded at
     // RunPodSandbox; the recorded one is used. `config.windows` is for Windows nodes only.
-    let config =
-        ContainerConfig::try_from(request.config.ok_or_else(|| {
-            Error::InvalidArgument("CreateContainer: config is required".into())
-        })?)?;
+    let config = request
+        .config
+        .ok_or_else(|| Error::InvalidArgument("CreateContainer: config is required".into()))?;
+    // The image's handler may be any configured one: they share one image store.
+    let image_handler = config
+        .image
+        .as_ref()
+        .map(|i| i.runtime_handler.as_str())
+        .unwrap_or_default();
+    crius.runtime_handler(image_handler, "CreateContainer: image.runtime_handler")?;
+    let config = ContainerConfig::try_from(config)?;
     let id = crius
         .create_container(&request.pod_sandbox_id, config)
         .await?;

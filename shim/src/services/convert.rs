@@ -426,10 +426,6 @@ impl TryFrom<cri::ContainerConfig> for ContainerConfig {
         if image.image.is_empty() {
             return Err(invalid("CreateContainer: image.image must not be empty"));
         }
-        crate::sandbox::check_runtime_handler(
-            &image.runtime_handler,
-            "CreateContainer: image.runtime_handler",
-        )?;
         no_nul(
             "CreateContainer",
             "command, args, working_dir or log_path",

@@ -17,10 +17,30 @@ pub use runtime_backends::reference::normalize as normalize_reference;
 
 /// An image spec's `runtime_handler` must be one crius runs (CRI: an unknown one is
 /// refused). All of them share the backend's one image store.
-fn check_image_handler(spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<()> {
+fn check_image_handler(crius: &Crius, spec: Option<&cri::ImageSpec>, rpc: &str) -> Result<()> {
+    check_handler_in(
+        &crius.config.runtimes,
+        &crius.config.default_runtime,
+        spec,
+        rpc,
+    )
+}
+
+fn check_handler_in(
+    known: &std::collections::BTreeMap<String, crate::config::RuntimeConfig>,
+    default: &str,
+    spec: Option<&cri::ImageSpec>,
+    rpc: &str,
+) -> Result<()> {
     let handler = spec.map(|s| s.runtime_handler.as_str()).unwrap_or_default();
     // Formatted only when refused: ImageStatus and ListImages are hot reads.
-    crate::sandbox::check_runtime_handler(handler, format_args!("{rpc}: image.runtime_handler"))
+    crate::sandbox::resolve_handler(
+        known,
+        default,
+        handler,
+        format_args!("{rpc}: image.runtime_handler"),
+    )
+    .map(|_| ())
 }
 
 fn lookup(
@@ -34,7 +54,7 @@ fn lookup(
             "{rpc}: image.image must not be empty"
         )));
     }
-    check_image_handler(spec, rpc)?;
+    check_image_handler(crius, spec, rpc)?;
     let index = crius.store.images.load();
     if let Some(found) = index.find(image) {
         return Ok(Some(found));
@@ -75,7 +95,7 @@ fn to_cri(crius: &Crius, image: &ImageRecord) -> cri::Image {
 
 pub fn list(crius: &Crius, request: cri::ListImagesRequest) -> Result<cri::ListImagesResponse> {
     let spec = request.filter.and_then(|f| f.image);
-    check_image_handler(spec.as_ref(), "ListImages")?;
+    check_image_handler(crius, spec.as_ref(), "ListImages")?;
     let wanted = spec.map(|s| s.image).filter(|s| !s.is_empty());
     let index = crius.store.images.load();
     let images = match wanted {
@@ -194,7 +214,7 @@ pub async fn pull(crius: &Crius, request: cri::PullImageRequest) -> Result<cri::
             "PullImage: image.image must not be empty".into(),
         ));
     }
-    check_image_handler(request.image.as_ref(), "PullImage")?;
+    check_image_handler(crius, request.image.as_ref(), "PullImage")?;
     // `request.sandbox_config` lets a runtime pick a snapshotter or platform per pod; crius
     // has one image store and pulls for this node, so the pod does not change the pull.
     let reference = normalize_reference(image)
@@ -274,16 +294,29 @@ mod tests {
 
     #[test]
     fn an_image_spec_may_name_any_configured_handler_and_no_other() {
-        use super::{check_image_handler, cri, Error};
+        use super::{check_handler_in, cri, Error};
         let spec = |handler: &str| cri::ImageSpec {
             image: "busybox".into(),
             runtime_handler: handler.into(),
             ..Default::default()
         };
-        assert!(check_image_handler(None, "PullImage").is_ok());
-        assert!(check_image_handler(Some(&spec("")), "PullImage").is_ok());
-        assert!(check_image_handler(Some(&spec("runc")), "PullImage").is_ok());
-        match check_image_handler(Some(&spec("kata")), "PullImage") {
+        let runtime = crate::config::RuntimeConfig {
+            runtime_type: "io.containerd.runc.v2".into(),
+            runtime_path: "runc".into(),
+            runtime_root: None,
+            pod_annotations: Vec::new(),
+        };
+        let known = std::collections::BTreeMap::from([
+            ("runc".to_string(), runtime.clone()),
+            ("wrapped".to_string(), runtime),
+        ]);
+        let check =
+            |spec: Option<&cri::ImageSpec>| check_handler_in(&known, "runc", spec, "PullImage");
+        assert!(check(None).is_ok());
+        assert!(check(Some(&spec(""))).is_ok());
+        assert!(check(Some(&spec("runc"))).is_ok());
+        assert!(check(Some(&spec("wrapped"))).is_ok());
+        match check(Some(&spec("kata"))) {
             Err(Error::InvalidArgument(message)) => {
                 assert!(
                     message.starts_with("PullImage: image.runtime_handler"),

@@ -53,8 +53,9 @@ pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusR
         });
         info.insert("config".to_string(), config.to_string());
     }
-    let handler = |name: &str| {
-        let features = crius.backend.features(name);
+    // `""` is the default handler, under its own name too; then every configured one.
+    let handler = |name: &str, runs: &str| {
+        let features = crius.backend.features(runs);
         cri::RuntimeHandler {
             name: name.to_string(),
             features: Some(cri::RuntimeHandlerFeatures {
@@ -70,7 +71,9 @@ pub fn status(crius: &Crius, request: cri::StatusRequest) -> Result<cri::StatusR
             conditions: vec![runtime, network],
         }),
         info,
-        runtime_handlers: vec![handler(""), handler("runc")],
+        runtime_handlers: std::iter::once(handler("", &crius.config.default_runtime))
+            .chain(crius.config.runtimes.keys().map(|name| handler(name, name)))
+            .collect(),
         features: Some(cri::RuntimeFeatures {
             supplemental_groups_policy: true,
             user_namespaces_host_network: false,
