@@ -35,6 +35,7 @@ use crate::store::ListAnswer;
 const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
 const LIST_POD_SANDBOX: &str = "/runtime.v1.RuntimeService/ListPodSandbox";
 const LIST_CONTAINER_STATS: &str = "/runtime.v1.RuntimeService/ListContainerStats";
+const POD_SANDBOX_STATUS: &str = "/runtime.v1.RuntimeService/PodSandboxStatus";
 /// The gRPC frame header and the largest message the CRI services accept.
 const MAX_LIST_REQUEST: usize = 5 + crate::server::MAX_MESSAGE_BYTES;
 
@@ -115,12 +116,16 @@ enum Route {
     Kept(Listing),
     /// Every ListContainerStats request.
     ContainerStats,
+    /// PodSandboxStatus of a known sandbox without `verbose`, from its containers' kept
+    /// status fields.
+    SandboxStatus,
 }
 
 impl Route {
     fn of(path: &str) -> Option<Self> {
         match path {
             LIST_CONTAINER_STATS => Some(Self::ContainerStats),
+            POD_SANDBOX_STATUS => Some(Self::SandboxStatus),
             _ => Listing::of(path).map(Self::Kept),
         }
     }
@@ -129,6 +134,7 @@ impl Route {
         match self {
             Self::Kept(listing) => listing.method(),
             Self::ContainerStats => "ListContainerStats",
+            Self::SandboxStatus => "PodSandboxStatus",
         }
     }
 
@@ -165,6 +171,21 @@ impl Route {
                     }
                     Err(status) => Some(status.into_http()),
                 }
+            }
+            Self::SandboxStatus => {
+                let request = cri::PodSandboxStatusRequest::decode(message).ok()?;
+                if request.verbose || request.pod_sandbox_id.is_empty() {
+                    return None;
+                }
+                // An unknown sandbox goes on to tonic's handler, which says NotFound.
+                let found = crius.sandbox(&request.pod_sandbox_id).ok()?;
+                let (len, parts) = crate::instrument::call(self.method(), async {
+                    Ok::<_, Error>(sandbox::status_encoded(crius, &found))
+                })
+                .await
+                .ok()?
+                .into_inner();
+                grpc_answer(len, parts.into_iter())
             }
         }
     }

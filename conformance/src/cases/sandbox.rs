@@ -321,6 +321,36 @@ async fn status_lists_containers(ctx: Ctx) -> Result<Outcome> {
         "listed started_at of {} against ContainerStatus",
         running.id
     );
+    // What changes shows at once: a stopped container is listed as exited, with its exit.
+    call(
+        "StopContainer",
+        ctx.rt().stop_container(cri::StopContainerRequest {
+            container_id: running.id.clone(),
+            timeout: 0,
+        }),
+    )
+    .await?;
+    let again = ctx.sandbox_status(&sandbox.id).await?;
+    let stopped = again
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == running.id)
+        .context("the stopped container is not listed")?;
+    let direct = ctx.container_status(&running.id).await?;
+    ensure_eq!(
+        (
+            crate::runner::container_state_name(stopped.state),
+            stopped.finished_at,
+            stopped.exit_code
+        ),
+        (
+            "ContainerExited".to_owned(),
+            direct.finished_at,
+            direct.exit_code
+        ),
+        "listed (state, finished_at, exit_code) of {} after StopContainer",
+        running.id
+    );
     pass()
 }
 

@@ -142,6 +142,36 @@ pub fn status(
     })
 }
 
+/// PodSandboxStatus without `verbose`, as its encoded parts: the sandbox's status, each
+/// container's status field (kept encoded until that container's status changes: kubelet
+/// asks for every pod at each sync, and most containers have not changed), the timestamp.
+pub fn status_encoded(crius: &Crius, sandbox: &Sandbox) -> (usize, Vec<prost::bytes::Bytes>) {
+    use prost::Message as _;
+    let containers = crius.containers_of(&sandbox.meta.id);
+    let mut parts = Vec::with_capacity(containers.len() + 2);
+    let head = cri::PodSandboxStatusResponse {
+        status: Some(status_of(sandbox)),
+        ..Default::default()
+    };
+    parts.push(prost::bytes::Bytes::from(head.encode_to_vec()));
+    for container in &containers {
+        parts.push(container.status_field(|status| {
+            let field = cri::PodSandboxStatusResponse {
+                containers_statuses: vec![super::container::status_at(container, status)],
+                ..Default::default()
+            };
+            prost::bytes::Bytes::from(field.encode_to_vec())
+        }));
+    }
+    let tail = cri::PodSandboxStatusResponse {
+        timestamp: crate::runtime::now_nanos(),
+        ..Default::default()
+    };
+    parts.push(prost::bytes::Bytes::from(tail.encode_to_vec()));
+    let len = parts.iter().map(|p| p.len()).sum();
+    (len, parts)
+}
+
 /// Does `filter` let every sandbox through?
 pub fn selects_all(filter: Option<&cri::PodSandboxFilter>) -> bool {
     filter.is_none_or(|f| f.id.is_empty() && f.state.is_none() && f.label_selector.is_empty())
