@@ -44,9 +44,12 @@ struct Args {
     /// Container counts to measure at, ascending (comma-separated or repeated).
     #[arg(long = "containers", value_delimiter = ',', default_values_t = [5usize, 100, 1000])]
     containers: Vec<usize>,
-    /// The same counts in pods: `--pods 10` is `--containers 100` (ten containers per pod).
+    /// The same counts in pods: `--pods 10` is `--containers 100` (with `--per-pod 10`).
     #[arg(long, value_delimiter = ',', conflicts_with = "containers")]
     pods: Vec<usize>,
+    /// Containers per pod when populating (1: a pod per container, as most nodes run).
+    #[arg(long, default_value_t = target::CONTAINERS_PER_POD, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    per_pod: usize,
     /// At most this many of the containers run; the rest are created (every tenth exited).
     #[arg(long, default_value_t = 100)]
     running: usize,
@@ -66,6 +69,17 @@ struct Args {
     /// Concurrent kubelet-like clients in the load.
     #[arg(long, default_value_t = 50)]
     load_clients: usize,
+    /// Whether pods are taken through their whole life during the load (`false`: a steady
+    /// node, only the load's reads and probes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    load_churn: bool,
+    /// During the load, an exec probe (ExecSync) of each running container this often, the
+    /// containers spread over it (`0s` skips them).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    probe_interval: Duration,
+    /// The exec probes' timeout (whole seconds, as the CRI takes it).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    probe_timeout: Duration,
     /// Pods populated in parallel.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -82,6 +96,15 @@ struct Args {
     /// endpoint, crius and containerd alternating, each from an empty store (0 skips them).
     #[arg(long, default_value_t = 3)]
     pulls: usize,
+    /// With `--private`: one more argument crius starts with (repeated), e.g.
+    /// `--crius-arg=--metrics-address=127.0.0.1:9101` for its per-RPC and backend-call timings.
+    #[arg(long = "crius-arg", value_name = "ARG", allow_hyphen_values = true)]
+    crius_args: Vec<String>,
+    /// With `--private`: containerd serves Prometheus metrics on this `HOST:PORT`, with a
+    /// latency histogram per gRPC method (the calls crius makes; its own CRI calls its
+    /// services in process, unseen there).
+    #[arg(long, value_name = "HOST:PORT")]
+    containerd_metrics: Option<String>,
     /// With `--private`: start the daemons, print their endpoints and wait for Ctrl-C
     /// (to point the conformance suite or crictl at them); no measurements.
     #[arg(long, requires = "private")]
@@ -119,15 +142,23 @@ struct Private {
     logs: conformance::harness::TempDir,
 }
 
-fn start_private() -> Result<Private> {
+fn start_private(args: &Args) -> Result<Private> {
     let images = Images::get()?;
-    let containerd = Containerd::start(ContainerdOptions::default())?;
+    let mut options = ContainerdOptions::default();
+    if let Some(address) = &args.containerd_metrics {
+        options.extra_config = format!(
+            "[metrics]\n  address = {}\n  grpc_histogram = true\n",
+            toml_string(address)
+        );
+    }
+    let containerd = Containerd::start(options)?;
     for reference in [test_images::BUSYBOX, test_images::PAUSE] {
         images.import(&containerd, CRI_NAMESPACE, reference)?;
     }
     images.import(&containerd, CRIUS_NAMESPACE, test_images::BUSYBOX)?;
     containerd.write_cni_conflist("bench-ref", None)?;
-    let crius = Crius::start(None, containerd.socket(), &[])?;
+    let crius_args: Vec<&str> = args.crius_args.iter().map(String::as_str).collect();
+    let crius = Crius::start(None, containerd.socket(), &crius_args)?;
     crius.write_cni_conflist("bench-crius", None)?;
     let logs = conformance::harness::TempDir::new("bench-logs")?;
     Ok(Private {
@@ -135,6 +166,21 @@ fn start_private() -> Result<Private> {
         containerd,
         logs,
     })
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn clock_ticks() -> f64 {
@@ -159,7 +205,7 @@ impl Args {
             args.containers = args
                 .pods
                 .iter()
-                .map(|p| p.saturating_mul(target::CONTAINERS_PER_POD))
+                .map(|p| p.saturating_mul(args.per_pod))
                 .collect();
         }
         Ok(args)
@@ -174,6 +220,12 @@ fn main() -> Result<()> {
             HOT_READS.join(", ")
         );
     }
+    if args.probe_timeout.subsec_nanos() != 0 || args.probe_timeout.is_zero() {
+        bail!(
+            "--probe-timeout {:?}: the CRI takes whole seconds, at least 1",
+            args.probe_timeout
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -184,7 +236,7 @@ fn main() -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     let mut stop = Stop::watch()?;
     let mut private = if args.private {
-        Some(start_private()?)
+        Some(start_private(&args)?)
     } else {
         None
     };
@@ -233,7 +285,10 @@ async fn run(args: Args) -> Result<()> {
     };
     let mut targets = Vec::new();
     for (name, endpoint) in &named {
-        targets.push(Target::new(name, endpoint, test_images::BUSYBOX, log_root.clone()).await?);
+        let mut target =
+            Target::new(name, endpoint, test_images::BUSYBOX, log_root.clone()).await?;
+        target.per_pod = args.per_pod;
+        targets.push(target);
     }
     let mut report = Report {
         endpoints: named.iter().map(|(n, _)| n.clone()).collect(),
@@ -601,8 +656,23 @@ async fn measure_under_load(
         return Ok(false);
     }
     eprintln!(
-        "bench: {} at N={n}: lifecycle under kubelet load ({} clients)",
-        t.name, args.load_clients
+        "bench: {} at N={n}: {} under kubelet load ({} clients{})",
+        t.name,
+        if args.load_churn {
+            "lifecycle"
+        } else {
+            "steady node"
+        },
+        args.load_clients,
+        if args.probe_interval.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", an exec probe of each of {} running containers every {:?}",
+                t.running.len(),
+                args.probe_interval
+            )
+        }
     );
     let until = Instant::now() + args.load_duration;
     let mut clients = Vec::new();
@@ -611,8 +681,25 @@ async fn measure_under_load(
         let c = target::Clients::connect(&t.endpoint).await?;
         clients.push(tokio::spawn(target::kubelet_client(c, index, until)));
     }
+    let prober = if args.probe_interval.is_zero() || t.running.is_empty() {
+        None
+    } else {
+        // kubelet's probes go over its one connection with everything else; here they have
+        // their own, as each simulated kubelet has.
+        let c = target::Clients::connect(&t.endpoint).await?;
+        Some(tokio::spawn(target::exec_prober(
+            c,
+            t.running.clone(),
+            args.probe_interval,
+            args.probe_timeout,
+            until,
+        )))
+    };
     let mut under_load: HashMap<&'static str, Latencies> = HashMap::new();
     let begin = Instant::now();
+    if !args.load_churn {
+        tokio::time::sleep_until(until.into()).await;
+    }
     while Instant::now() < until {
         if let Err(e) = target::lifecycle_once(t, &mut under_load).await {
             under_load
@@ -634,6 +721,20 @@ async fn measure_under_load(
                 .rows
                 .push(l.row(n, &t.name, &format!("{rpc} @load"), elapsed));
         }
+    }
+    if let Some(prober) = prober {
+        let probes = prober.await?;
+        let row = probes
+            .latencies
+            .row(n, &t.name, measure::EXEC_PROBE_ROW, elapsed);
+        report.probes.push(measure::ProbeSummary::new(
+            &row,
+            probes.over_timeout,
+            t.running.len(),
+            args.probe_interval,
+            args.probe_timeout,
+        ));
+        report.rows.push(row);
     }
     for rpc in [
         "ListPodSandbox",
@@ -726,6 +827,27 @@ mod tests {
     }
 
     #[test]
+    fn toml_strings_are_quoted_and_escaped() {
+        assert_eq!(toml_string("127.0.0.1:1338"), "\"127.0.0.1:1338\"");
+        assert_eq!(toml_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn crius_args_may_look_like_flags() {
+        let args = Args::try_parse_from([
+            "bench",
+            "--crius-arg=--metrics-address=127.0.0.1:9101",
+            "--crius-arg",
+            "--log-level=debug",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.crius_args,
+            ["--metrics-address=127.0.0.1:9101", "--log-level=debug"]
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
@@ -759,6 +881,24 @@ mod tests {
         assert_eq!(args.warm_up, Duration::from_secs(1), "a warm-up by default");
         let args = Args::try_parse_from(["bench", "--warm-up", "0s"]).unwrap();
         assert!(args.warm_up.is_zero(), "--warm-up 0s skips it");
+        assert_eq!(
+            args.probe_interval,
+            Duration::from_secs(10),
+            "kubelet's period"
+        );
+        assert_eq!(
+            args.probe_timeout,
+            Duration::from_secs(1),
+            "kubelet's default"
+        );
+        let args = Args::try_parse_from(["bench", "--probe-interval", "0s"]).unwrap();
+        assert!(
+            args.probe_interval.is_zero(),
+            "--probe-interval 0s skips them"
+        );
+        assert!(args.load_churn, "pods churn under the load by default");
+        let args = Args::try_parse_from(["bench", "--load-churn", "false"]).unwrap();
+        assert!(!args.load_churn);
     }
 
     #[test]
@@ -767,6 +907,9 @@ mod tests {
         assert_eq!(args.containers, vec![10, 100, 1000]);
         let args = Args::from_command_line(["bench", "--private"]).unwrap();
         assert_eq!(args.containers, vec![5, 100, 1000]);
+        let args = Args::from_command_line(["bench", "--pods", "100", "--per-pod", "1"]).unwrap();
+        assert_eq!(args.containers, vec![100], "a pod per container");
+        assert!(Args::from_command_line(["bench", "--per-pod", "0"]).is_err());
         assert!(
             Args::from_command_line(["bench", "--pods", "1", "--containers", "5"]).is_err(),
             "--pods and --containers say the same thing; both at once is refused"

@@ -88,6 +88,82 @@ pub struct Row {
     pub ops_per_sec: f64,
 }
 
+/// The row of the exec probes under the kubelet-shaped load.
+pub const EXEC_PROBE_ROW: &str = "ExecSync @probes";
+
+/// The exec probes of one endpoint's load.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeSummary {
+    pub n: usize,
+    pub endpoint: String,
+    /// Running containers probed, each every `interval_seconds`.
+    pub containers: usize,
+    pub interval_seconds: f64,
+    pub timeout_seconds: f64,
+    pub probes: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Probes slower than the timeout (kubelet counts them failed), and their share.
+    pub over_timeout: u64,
+    pub share_over_timeout: f64,
+    /// Probes that failed otherwise, or answered a non-zero exit code.
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl ProbeSummary {
+    pub fn new(
+        row: &Row,
+        over_timeout: u64,
+        containers: usize,
+        interval: Duration,
+        timeout: Duration,
+    ) -> ProbeSummary {
+        ProbeSummary {
+            n: row.n,
+            endpoint: row.endpoint.clone(),
+            containers,
+            interval_seconds: interval.as_secs_f64(),
+            timeout_seconds: timeout.as_secs_f64(),
+            probes: row.count,
+            p50_us: row.p50_us,
+            p99_us: row.p99_us,
+            over_timeout,
+            share_over_timeout: if row.count == 0 {
+                0.0
+            } else {
+                over_timeout as f64 / row.count as f64
+            },
+            errors: row.errors,
+            first_error: row.first_error.clone(),
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut line = format!(
+            "{:<12} N={:<5} {} containers every {:.0}s: {} probes, p50 {} p99 {}, {} ({:.1}%) over {:.0}s",
+            self.endpoint,
+            self.n,
+            self.containers,
+            self.interval_seconds,
+            self.probes,
+            fmt_us(self.p50_us),
+            fmt_us(self.p99_us),
+            self.over_timeout,
+            self.share_over_timeout * 100.0,
+            self.timeout_seconds
+        );
+        if self.errors > 0 {
+            line.push_str(&format!(", {} failed", self.errors));
+            if let Some(first) = &self.first_error {
+                line.push_str(&format!(" (first: {first})"));
+            }
+        }
+        line
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Resources {
     pub n: usize,
@@ -294,6 +370,8 @@ pub struct Report {
     pub pull: Option<PullReport>,
     /// CPU time the machine kept from a spinning thread per CPU, before each N's reads.
     pub machine: Vec<crate::machine::MachineProbe>,
+    /// The exec probes under each endpoint's kubelet-shaped load.
+    pub probes: Vec<ProbeSummary>,
 }
 
 fn fmt_us(us: f64) -> String {
@@ -371,6 +449,13 @@ impl Report {
                     };
                     out.push_str(&format!(" | {cell:>15}"));
                 }
+                out.push('\n');
+            }
+        }
+        if !self.probes.is_empty() {
+            out.push_str("\n== exec probes under the kubelet-shaped load ==\n");
+            for probe in &self.probes {
+                out.push_str(&probe.line());
                 out.push('\n');
             }
         }
@@ -512,6 +597,41 @@ mod tests {
             "{table}"
         );
         assert!(!rss("containerd").contains("right after"), "{table}");
+    }
+
+    #[test]
+    fn exec_probes_report_the_share_over_the_timeout() {
+        let mut l = Latencies::new();
+        for ms in [10, 20, 30, 1500] {
+            l.record(Duration::from_millis(ms));
+        }
+        l.error("ExecSync: DeadlineExceeded: timed out".into());
+        let row = l.row(100, "crius", EXEC_PROBE_ROW, Duration::from_secs(10));
+        let summary = ProbeSummary::new(
+            &row,
+            1,
+            100,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        );
+        assert_eq!(summary.probes, 4);
+        assert!((summary.share_over_timeout - 0.25).abs() < 1e-9);
+        let table = Report {
+            endpoints: vec!["crius".into()],
+            reference: "crius".into(),
+            rows: vec![row],
+            probes: vec![summary],
+            ..Report::default()
+        }
+        .table();
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("crius        N=100"))
+            .unwrap();
+        assert!(line.contains("4 probes"), "{table}");
+        assert!(line.contains("1 (25.0%) over 1s"), "{table}");
+        assert!(line.contains("1 failed (first: ExecSync"), "{table}");
+        assert!(table.contains(EXEC_PROBE_ROW), "{table}");
     }
 
     #[test]

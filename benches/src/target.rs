@@ -21,7 +21,8 @@ use tower::service_fn;
 
 use crate::measure::Latencies;
 
-/// Containers per pod when populating (keeps the reference's netns+veth count at N/10).
+/// Containers per pod when populating, unless told otherwise (keeps the reference's
+/// netns+veth count at N/10).
 pub const CONTAINERS_PER_POD: usize = 10;
 
 /// A container that stops at once on SIGTERM (a plain `sleep` as PID 1 ignores it, so every
@@ -167,6 +168,8 @@ pub struct Target {
     pub running: Vec<String>,
     /// Directory for pod log directories.
     pub log_root: PathBuf,
+    /// Containers per pod when populating.
+    pub per_pod: usize,
     counter: AtomicUsize,
 }
 
@@ -184,6 +187,7 @@ impl Target {
             pods: Vec::new(),
             running: Vec::new(),
             log_root,
+            per_pod: CONTAINERS_PER_POD,
             counter: AtomicUsize::new(0),
         })
     }
@@ -266,7 +270,8 @@ impl Target {
         let mut plan: Vec<(Option<usize>, usize)> = Vec::new();
         let mut missing = n - have;
         if let Some((index, last)) = self.pods.iter().enumerate().next_back() {
-            let room = CONTAINERS_PER_POD
+            let room = self
+                .per_pod
                 .saturating_sub(last.containers.len())
                 .min(missing);
             if room > 0 {
@@ -275,7 +280,7 @@ impl Target {
             }
         }
         while missing > 0 {
-            let count = missing.min(CONTAINERS_PER_POD);
+            let count = missing.min(self.per_pod.max(1));
             plan.push((None, count));
             missing -= count;
         }
@@ -875,6 +880,90 @@ pub async fn kubelet_client(
         second += 1;
     }
     latencies
+}
+
+/// The command of the exec probes: short, one line of output, like a readiness probe that
+/// reads a file.
+pub const PROBE_COMMAND: [&str; 2] = ["cat", "/etc/hostname"];
+
+/// What the exec probes of one load saw.
+#[derive(Default)]
+pub struct Probes {
+    /// Every probe's time, failed ones included (a timed-out probe took at least the timeout).
+    pub latencies: Latencies,
+    /// Probes that took longer than the timeout: kubelet counts each as failed.
+    pub over_timeout: u64,
+}
+
+impl Probes {
+    pub fn merge(&mut self, other: &Probes) {
+        self.latencies.merge(&other.latencies);
+        self.over_timeout += other.over_timeout;
+    }
+}
+
+/// kubelet's exec readiness probes: every `interval`, an ExecSync of [`PROBE_COMMAND`] in
+/// each of `containers` with `timeout`, one prober per container as kubelet has one probe
+/// worker each; the probers start spread evenly over the first `interval`, so the probes
+/// arrive at an even rate. A prober waits for its probe's answer before the next tick, as
+/// kubelet's does. Runs until `until`.
+pub async fn exec_prober(
+    clients: Clients,
+    containers: Vec<String>,
+    interval: Duration,
+    timeout: Duration,
+    until: Instant,
+) -> Probes {
+    let begin = tokio::time::Instant::now();
+    let count = u32::try_from(containers.len().max(1)).unwrap_or(u32::MAX);
+    let mut workers = Vec::new();
+    for (index, container) in containers.into_iter().enumerate() {
+        let offset = interval / count * u32::try_from(index).unwrap_or(u32::MAX);
+        let mut rt = clients.rt.clone();
+        workers.push(tokio::spawn(async move {
+            let mut probes = Probes::default();
+            let mut tick = tokio::time::interval_at(begin + offset, interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if Instant::now() >= until {
+                    break;
+                }
+                let request = cri::ExecSyncRequest {
+                    container_id: container.clone(),
+                    cmd: PROBE_COMMAND.iter().map(|s| s.to_string()).collect(),
+                    timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+                };
+                let t = Instant::now();
+                let answer = rt.exec_sync(request).await;
+                let took = t.elapsed();
+                probes.latencies.record(took);
+                if took > timeout {
+                    probes.over_timeout += 1;
+                }
+                match answer {
+                    Ok(r) if r.get_ref().exit_code == 0 => {}
+                    Ok(r) => probes.latencies.error(format!(
+                        "ExecSync: the probe exited with {}: {}",
+                        r.get_ref().exit_code,
+                        String::from_utf8_lossy(&r.get_ref().stderr).trim()
+                    )),
+                    Err(s) => probes
+                        .latencies
+                        .error(format!("ExecSync: {}", status_text(&s))),
+                }
+            }
+            probes
+        }));
+    }
+    let mut all = Probes::default();
+    for worker in workers {
+        match worker.await {
+            Ok(probes) => all.merge(&probes),
+            Err(e) => all.latencies.error(format!("a prober failed: {e}")),
+        }
+    }
+    all
 }
 
 /// VmRSS (KiB) and utime+stime (seconds) of a process.
