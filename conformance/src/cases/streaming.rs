@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::prelude::*;
 use crate::runner::container_state_name;
+use crate::runner::spdy::CommandStatus;
 use crate::runner::ws::{self, Handshake, WsConn, CHANNEL_PROTOCOLS};
 
 pub fn cases() -> Vec<Case> {
@@ -350,56 +351,9 @@ fn has_status(channels: &BTreeMap<u8, Vec<u8>>) -> bool {
     !bytes(channels, ws::ERROR).is_empty()
 }
 
-/// The `metav1.Status` a v4 server writes on the error channel when a command ends.
-#[derive(Debug)]
-struct ExecStatus {
-    status: String,
-    reason: String,
-    message: String,
-    /// The `ExitCode` cause, when there is one.
-    exit_code: Option<i64>,
-}
-
-fn parse_status(text: &str) -> Result<ExecStatus> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .with_context(|| format!("the error channel does not hold a JSON status: {text:?}"))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let exit_cause = value
-        .pointer("/details/causes")
-        .and_then(|c| c.as_array())
-        .and_then(|causes| {
-            causes
-                .iter()
-                .find(|c| c.get("reason").and_then(|r| r.as_str()) == Some("ExitCode"))
-        });
-    let exit_code = match exit_cause {
-        None => None,
-        Some(cause) => {
-            let message = cause.get("message").and_then(|m| m.as_str());
-            Some(
-                message
-                    .and_then(|m| m.parse().ok())
-                    .with_context(|| format!("an ExitCode cause that is not a number: {text}"))?,
-            )
-        }
-    };
-    Ok(ExecStatus {
-        status: field("status"),
-        reason: field("reason"),
-        message: field("message"),
-        exit_code,
-    })
-}
-
 /// The exit code a v4 status reports: 0 for `Success`, else the `ExitCode` cause.
 fn exit_code(text: &str) -> Result<i64> {
-    let status = parse_status(text)?;
+    let status = CommandStatus::parse(text)?;
     match (status.status.as_str(), status.exit_code) {
         ("Success", _) => Ok(0),
         ("Failure", Some(code)) => Ok(code),
@@ -464,7 +418,7 @@ async fn ws_exec_exit_code(ctx: Ctx) -> Result<Outcome> {
     let channels = until_status(&mut conn, Duration::from_secs(20)).await?;
     conn.close().await;
     let raw = text(&channels, ws::ERROR);
-    let status = parse_status(&raw)?;
+    let status = CommandStatus::parse(&raw)?;
     // What kubectl reads: Failure, reason NonZeroExitCode, the code as an ExitCode cause.
     ensure_eq!(
         (
@@ -486,7 +440,7 @@ async fn ws_exec_missing_command(ctx: Ctx) -> Result<Outcome> {
     let channels = until_status(&mut conn, Duration::from_secs(20)).await?;
     conn.close().await;
     let raw = text(&channels, ws::ERROR);
-    let status = parse_status(&raw)?;
+    let status = CommandStatus::parse(&raw)?;
     // containerd reports a failed start (InternalError); an exit code of 126/127 would do too.
     ensure!(
         status.status == "Failure" && status.exit_code != Some(0) && !status.message.is_empty(),

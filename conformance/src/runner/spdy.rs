@@ -308,6 +308,14 @@ impl RemoteResult {
             .status_json
             .as_deref()
             .context("the server wrote no status on the error stream")?;
+        CommandStatus::parse(raw)
+    }
+}
+
+impl CommandStatus {
+    /// Parses the JSON a v4 server writes on the error stream; an `ExitCode` cause that is
+    /// not a number is an error.
+    pub fn parse(raw: &str) -> Result<CommandStatus> {
         let value: serde_json::Value = serde_json::from_str(raw)
             .with_context(|| format!("the error stream does not hold a JSON status: {raw:?}"))?;
         let text = |pointer: &str| {
@@ -317,16 +325,24 @@ impl RemoteResult {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let exit_code = value
+        let exit_cause = value
             .pointer("/details/causes")
             .and_then(|c| c.as_array())
             .and_then(|causes| {
                 causes
                     .iter()
                     .find(|c| c.get("reason").and_then(|r| r.as_str()) == Some("ExitCode"))
-            })
-            .and_then(|c| c.get("message").and_then(|m| m.as_str()))
-            .and_then(|m| m.parse().ok());
+            });
+        let exit_code = match exit_cause {
+            None => None,
+            Some(cause) => Some(
+                cause
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .and_then(|m| m.parse().ok())
+                    .with_context(|| format!("an ExitCode cause that is not a number: {raw}"))?,
+            ),
+        };
         Ok(CommandStatus {
             status: text("/status"),
             reason: text("/reason"),
